@@ -1,0 +1,239 @@
+"""One config schema and one loader for every entry point.
+
+The YAML files in ``configs/`` are composed with Hydra's compose API, merged onto the frozen
+dataclass schemas below (so types are checked), and then validated value by value. Defaults live
+here and in ``configs/``; nowhere else. Every value error is a :class:`ConfigError` that names the
+field, the bad value and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the fix."""
+
+
+@dataclass
+class AugmentConfig:
+    """Contrastive view augmentations (kornia, batched). Flips only where the data allow."""
+
+    crop_scale_min: float = 0.6
+    max_rotation_deg: float = 10.0
+    max_translate: float = 0.1
+    hflip: bool = False
+    noise_std: float = 0.05
+    color_jitter: float = 0.4
+
+
+@dataclass
+class DataConfig:
+    """Where a site's images come from (``name`` in digits | folder | npz | synthetic-free)."""
+
+    name: str = "digits"
+    path: str | None = None
+    test_path: str | None = None
+    image_size: int = 8
+    channels: int | None = None
+    on_bad_file: str = "error"
+    test_fraction: float = 0.3
+    seed: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class PartitionConfig:
+    """How a simulation splits one dataset into sites (flwr-datasets partitioners)."""
+
+    kind: str = "dirichlet"
+    alpha: float = 0.5
+    classes_per_site: int = 2
+    seed: int = 0
+
+
+@dataclass
+class TaskConfig:
+    """Pretext task: rotation | contrastive | joint."""
+
+    name: str = "joint"
+    temperature: float = 0.2
+    negatives: str = "group"
+    group_size: int = 4
+    lambda_rot: float = 1.0
+    lambda_con: float = 1.0
+
+
+@dataclass
+class EncoderConfig:
+    """GroupNorm CNN encoder and its heads."""
+
+    name: str = "cnn_gn"
+    width: int = 32
+    norm_groups: int = 8
+    proj_hidden: int = 128
+    proj_dim: int = 64
+
+
+@dataclass
+class PrivacyConfig:
+    """DP-SGD settings. ``enabled=false`` is the non-private baseline."""
+
+    enabled: bool = True
+    target_epsilon: float = 8.0
+    epsilon_budget: float | None = None
+    delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    noise_multiplier: float | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Local training loop."""
+
+    local_epochs: int = 2
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    max_rounds: int = 1
+    seed: int = 0
+    vmap_chunk_size: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    """Frozen-feature evaluation: linear probe at k labels per class (-1 = all), kNN."""
+
+    labels_per_class: list[int] = field(default_factory=lambda: [1, 5, 10, -1])
+    draws: int = 5
+    knn_k: int = 5
+    seed: int = 0
+
+
+@dataclass
+class RootConfig:
+    """The composed configuration of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str = "outputs/train-local"
+    state_dir: str | None = None
+    run_id: str | None = None
+
+
+def config_dir() -> Path:
+    """Return the ``configs/`` directory (``SSL_FED_CONFIG_DIR`` overrides it)."""
+    env = os.environ.get("SSL_FED_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[1] / "configs"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(
+            f"no config.yaml in {path}; install ssl-fed from its source tree (pip install -e .) "
+            "or point SSL_FED_CONFIG_DIR at the project's configs/ directory"
+        )
+    return path
+
+
+def compose_config(overrides: list[str] | None = None, config_name: str = "config") -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with Hydra overrides (``key=value`` strings)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose(config_name=config_name, overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"could not compose the config: {err}") from err
+
+
+def to_root_config(raw: DictConfig | dict[str, Any]) -> RootConfig:
+    """Merge a composed config onto the schema, check types, and validate values."""
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RootConfig), raw)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config does not match the schema: {err}") from err
+    assert isinstance(cfg, RootConfig)
+    validate_config(cfg)
+    return cfg
+
+
+def load_config(overrides: list[str] | None = None, config_name: str = "config") -> RootConfig:
+    """Compose, type-check and validate the run's config: the one loader."""
+    return to_root_config(compose_config(overrides, config_name))
+
+
+def _require(ok: bool, name: str, value: object, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}={value!r} is invalid: {fix}")
+
+
+def validate_config(cfg: RootConfig) -> None:
+    """Check every value that the schema's types cannot; raise :class:`ConfigError`."""
+    d, p, t, pr, tr, ev = cfg.data, cfg.partition, cfg.task, cfg.privacy, cfg.train, cfg.eval
+    _require(d.name in {"digits", "folder", "npz"}, "data.name", d.name, "use digits, folder or npz")
+    _require(d.name == "digits" or bool(d.path), "data.path", d.path, "set data.path=DIR or FILE")
+    _require(4 <= d.image_size <= 64, "data.image_size", d.image_size, "use 4..64 pixels")
+    _require(d.channels in (None, 1, 3), "data.channels", d.channels, "use 1, 3 or null")
+    _require(d.on_bad_file in {"error", "skip"}, "data.on_bad_file", d.on_bad_file, "error|skip")
+    _require(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "use 0 < f < 1")
+    a = d.augment
+    _require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
+    _require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")
+    _require(p.kind in {"iid", "dirichlet", "pathological"}, "partition.kind", p.kind,
+             "use iid, dirichlet or pathological")
+    _require(p.alpha > 0, "partition.alpha", p.alpha, "use alpha > 0 (smaller is more skewed)")
+    _require(p.classes_per_site >= 1, "partition.classes_per_site", p.classes_per_site, ">= 1")
+    _require(t.name in {"rotation", "contrastive", "joint"}, "task.name", t.name,
+             "use rotation, contrastive or joint")
+    _require(t.temperature > 1e-3, "task.temperature", t.temperature, "use a value > 0.001")
+    _require(t.negatives in {"group", "batch"}, "task.negatives", t.negatives, "group|batch")
+    _require(t.group_size >= 1, "task.group_size", t.group_size, "use >= 1")
+    _require(t.lambda_rot >= 0 and t.lambda_con >= 0, "task.lambda_*",
+             (t.lambda_rot, t.lambda_con), "weights must be >= 0")
+    _require(cfg.encoder.name == "cnn_gn", "encoder.name", cfg.encoder.name, "use cnn_gn")
+    _require(cfg.encoder.width >= 4 and cfg.encoder.width % cfg.encoder.norm_groups == 0,
+             "encoder.width", cfg.encoder.width, "use a multiple of encoder.norm_groups, >= 4")
+    _require(pr.target_epsilon > 0, "privacy.target_epsilon", pr.target_epsilon, "use ε > 0")
+    _require(pr.epsilon_budget is None or pr.epsilon_budget > 0, "privacy.epsilon_budget",
+             pr.epsilon_budget, "use a positive ε or null (= target_epsilon)")
+    _require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
+    _require(pr.max_grad_norm > 0, "privacy.max_grad_norm", pr.max_grad_norm, "use C > 0")
+    _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
+    _require(pr.noise_multiplier is None or pr.noise_multiplier > 0, "privacy.noise_multiplier",
+             pr.noise_multiplier, "use σ > 0, or null to calibrate σ from target_epsilon")
+    _require(tr.local_epochs >= 1, "train.local_epochs", tr.local_epochs, "use >= 1")
+    _require(tr.batch_size >= 1, "train.batch_size", tr.batch_size, "use >= 1")
+    _require(tr.lr > 0, "train.lr", tr.lr, "use a learning rate > 0")
+    _require(tr.optimizer in {"adam", "sgd"}, "train.optimizer", tr.optimizer, "adam|sgd")
+    _require(tr.max_rounds >= 1, "train.max_rounds", tr.max_rounds, "use >= 1")
+    _require(tr.vmap_chunk_size is None or tr.vmap_chunk_size >= 1, "train.vmap_chunk_size",
+             tr.vmap_chunk_size, "use >= 1 or null")
+    _require(all(k == -1 or k >= 1 for k in ev.labels_per_class), "eval.labels_per_class",
+             ev.labels_per_class, "use positive counts, or -1 for all labels")
+    _require(ev.draws >= 1 and ev.knn_k >= 1, "eval.draws/knn_k", (ev.draws, ev.knn_k), ">= 1")
+    if pr.enabled and t.name != "rotation" and t.negatives == "batch":
+        raise ConfigError(
+            f"task.negatives=batch with task.name={t.name} under DP has no stated sensitivity: "
+            "NT-Xent with in-batch negatives makes every image's gradient depend on every other "
+            "image, so removing one image can change the clipped sum by up to ~2nC while the "
+            "accountant would assume C. Use task.negatives=group (group-wise clipping, "
+            "sensitivity 2C) or privacy=off."
+        )
+
+
+def epsilon_budget(cfg: PrivacyConfig) -> float:
+    """The site's lifetime ε budget: ``epsilon_budget``, defaulting to ``target_epsilon``."""
+    return cfg.epsilon_budget if cfg.epsilon_budget is not None else cfg.target_epsilon
