@@ -183,7 +183,9 @@ def _require(ok: bool, name: str, value: object, fix: str) -> None:
 def validate_config(cfg: RootConfig) -> None:
     """Check every value that the schema's types cannot; raise :class:`ConfigError`."""
     d, p, t, pr, tr, ev = cfg.data, cfg.partition, cfg.task, cfg.privacy, cfg.train, cfg.eval
-    _require(d.name in {"digits", "folder", "npz"}, "data.name", d.name, "use digits, folder or npz")
+    _require(
+        d.name in {"digits", "folder", "npz"}, "data.name", d.name, "use digits, folder or npz"
+    )
     _require(d.name == "digits" or bool(d.path), "data.path", d.path, "set data.path=DIR or FILE")
     _require(4 <= d.image_size <= 64, "data.image_size", d.image_size, "use 4..64 pixels")
     _require(d.channels in (None, 1, 3), "data.channels", d.channels, "use 1, 3 or null")
@@ -192,37 +194,69 @@ def validate_config(cfg: RootConfig) -> None:
     a = d.augment
     _require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
     _require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")
-    _require(p.kind in {"iid", "dirichlet", "pathological"}, "partition.kind", p.kind,
-             "use iid, dirichlet or pathological")
+    _require(
+        p.kind in {"iid", "dirichlet", "pathological"},
+        "partition.kind",
+        p.kind,
+        "use iid, dirichlet or pathological",
+    )
     _require(p.alpha > 0, "partition.alpha", p.alpha, "use alpha > 0 (smaller is more skewed)")
     _require(p.classes_per_site >= 1, "partition.classes_per_site", p.classes_per_site, ">= 1")
-    _require(t.name in {"rotation", "contrastive", "joint"}, "task.name", t.name,
-             "use rotation, contrastive or joint")
+    _require(
+        t.name in {"rotation", "contrastive", "joint"},
+        "task.name",
+        t.name,
+        "use rotation, contrastive or joint",
+    )
     _require(t.temperature > 1e-3, "task.temperature", t.temperature, "use a value > 0.001")
     _require(t.negatives in {"group", "batch"}, "task.negatives", t.negatives, "group|batch")
     _require(t.group_size >= 1, "task.group_size", t.group_size, "use >= 1")
-    _require(t.lambda_rot >= 0 and t.lambda_con >= 0, "task.lambda_*",
-             (t.lambda_rot, t.lambda_con), "weights must be >= 0")
+    _require(
+        t.lambda_rot >= 0 and t.lambda_con >= 0,
+        "task.lambda_*",
+        (t.lambda_rot, t.lambda_con),
+        "weights must be >= 0",
+    )
     _require(cfg.encoder.name == "cnn_gn", "encoder.name", cfg.encoder.name, "use cnn_gn")
-    _require(cfg.encoder.width >= 4 and cfg.encoder.width % cfg.encoder.norm_groups == 0,
-             "encoder.width", cfg.encoder.width, "use a multiple of encoder.norm_groups, >= 4")
+    _require(
+        cfg.encoder.width >= 4 and cfg.encoder.width % cfg.encoder.norm_groups == 0,
+        "encoder.width",
+        cfg.encoder.width,
+        "use a multiple of encoder.norm_groups, >= 4",
+    )
     _require(pr.target_epsilon > 0, "privacy.target_epsilon", pr.target_epsilon, "use ε > 0")
-    _require(pr.epsilon_budget is None or pr.epsilon_budget > 0, "privacy.epsilon_budget",
-             pr.epsilon_budget, "use a positive ε or null (= target_epsilon)")
+    _require(
+        pr.epsilon_budget is None or pr.epsilon_budget > 0,
+        "privacy.epsilon_budget",
+        pr.epsilon_budget,
+        "use a positive ε or null (= target_epsilon)",
+    )
     _require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
     _require(pr.max_grad_norm > 0, "privacy.max_grad_norm", pr.max_grad_norm, "use C > 0")
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
-    _require(pr.noise_multiplier is None or pr.noise_multiplier > 0, "privacy.noise_multiplier",
-             pr.noise_multiplier, "use σ > 0, or null to calibrate σ from target_epsilon")
+    _require(
+        pr.noise_multiplier is None or pr.noise_multiplier > 0,
+        "privacy.noise_multiplier",
+        pr.noise_multiplier,
+        "use σ > 0, or null to calibrate σ from target_epsilon",
+    )
     _require(tr.local_epochs >= 1, "train.local_epochs", tr.local_epochs, "use >= 1")
     _require(tr.batch_size >= 1, "train.batch_size", tr.batch_size, "use >= 1")
     _require(tr.lr > 0, "train.lr", tr.lr, "use a learning rate > 0")
     _require(tr.optimizer in {"adam", "sgd"}, "train.optimizer", tr.optimizer, "adam|sgd")
     _require(tr.max_rounds >= 1, "train.max_rounds", tr.max_rounds, "use >= 1")
-    _require(tr.vmap_chunk_size is None or tr.vmap_chunk_size >= 1, "train.vmap_chunk_size",
-             tr.vmap_chunk_size, "use >= 1 or null")
-    _require(all(k == -1 or k >= 1 for k in ev.labels_per_class), "eval.labels_per_class",
-             ev.labels_per_class, "use positive counts, or -1 for all labels")
+    _require(
+        tr.vmap_chunk_size is None or tr.vmap_chunk_size >= 1,
+        "train.vmap_chunk_size",
+        tr.vmap_chunk_size,
+        "use >= 1 or null",
+    )
+    _require(
+        all(k == -1 or k >= 1 for k in ev.labels_per_class),
+        "eval.labels_per_class",
+        ev.labels_per_class,
+        "use positive counts, or -1 for all labels",
+    )
     _require(ev.draws >= 1 and ev.knn_k >= 1, "eval.draws/knn_k", (ev.draws, ev.knn_k), ">= 1")
     if pr.enabled and t.name != "rotation" and t.negatives == "batch":
         raise ConfigError(
@@ -235,5 +269,5 @@ def validate_config(cfg: RootConfig) -> None:
 
 
 def epsilon_budget(cfg: PrivacyConfig) -> float:
-    """The site's lifetime ε budget: ``epsilon_budget``, defaulting to ``target_epsilon``."""
+    """Return the site's lifetime ε budget (``epsilon_budget``, else ``target_epsilon``)."""
     return cfg.epsilon_budget if cfg.epsilon_budget is not None else cfg.target_epsilon

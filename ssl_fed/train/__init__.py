@@ -1,0 +1,1 @@
+"""Local training: one site, E epochs, plain or DP-SGD."""

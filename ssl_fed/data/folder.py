@@ -1,0 +1,147 @@
+"""Load a site's images from a folder of PNG/JPEG files.
+
+Two layouts are accepted, mirroring torchvision's ``ImageFolder`` so sites can reuse what they
+have:
+
+- **labelled**: one level of class sub-folders (``root/cat/1.png``, ``root/dog/7.jpg``); the
+  sorted folder names give labels ``0..K-1``;
+- **unlabelled**: images directly in ``root``; ``labels`` is ``None`` (pretraining needs none).
+
+A folder holding both is refused rather than guessed at: silently dropping either half would
+change what the site trains on. Files are sorted so the same folder always gives the same tensor
+(the partitioners and train/test split are seeded on positions).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ssl_fed.config import DataConfig
+from ssl_fed.data.dataset import ImageDataset
+from ssl_fed.data.validation import DataError, validate_images, validate_labels
+
+logger = logging.getLogger("ssl_fed.data")
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+_GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L"})
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _list_files(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Return the sorted image files, their labels (empty if unlabelled) and the class names."""
+    if not root.is_dir():
+        raise DataError(
+            f"{root} is missing or not a directory; point data.path (or data.test_path) at "
+            "a folder of PNG/JPEG images (or of class sub-folders holding them)."
+        )
+    entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    top = [p for p in entries if _is_image(p)]
+    classes = [p for p in entries if p.is_dir()]
+    if top and classes:
+        raise DataError(
+            f"{root} mixes {len(top)} image file(s) at its top level with {len(classes)} "
+            f"sub-folder(s) (e.g. {classes[0].name}). Use either class "
+            "sub-folders only (labelled) or image files only (unlabelled)."
+        )
+    if not classes:
+        return top, [], []
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(classes):
+        found = sorted(p for p in folder.iterdir() if _is_image(p))
+        if not found:
+            raise DataError(
+                f"class folder {folder} holds no PNG/JPEG images; add images or remove it "
+                "(every sub-folder of data.path is a class)."
+            )
+        files += found
+        labels += [label] * len(found)
+    return files, labels, [c.name for c in classes]
+
+
+def _read_image(path: Path, mode: str | None, size: int) -> np.ndarray:
+    """Decode one file to float32 ``[size, size, C]`` in ``[0, 1]``.
+
+    ``mode`` is ``"L"``/``"RGB"`` to force channels, or ``None`` for the file's natural one
+    (``"L"`` for grayscale modes, else ``"RGB"``). ``.load()`` forces a full decode, so truncated
+    files fail here rather than later. 16-bit grayscale is scaled by 65535, since PIL's ``"L"``
+    conversion would clip it.
+    """
+    with Image.open(path) as im:
+        im.load()
+        target = mode or ("L" if im.mode in _GRAY_MODES else "RGB")
+        if im.mode in _WIDE_MODES:
+            wide = np.asarray(im, dtype=np.float32) / 65535.0
+            small = Image.fromarray(wide).resize((size, size), Image.Resampling.BILINEAR)
+            gray = np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0)[..., None]
+            return np.repeat(gray, 3, axis=2) if target == "RGB" else gray
+        resized = im.convert(target).resize((size, size), Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32) / 255.0
+        return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
+def load_folder(cfg: DataConfig, path: str) -> ImageDataset:
+    """Load every PNG/JPEG under ``path`` into one validated :class:`ImageDataset`.
+
+    Parameters
+    ----------
+    cfg : DataConfig
+        Uses ``image_size`` (every image is resized to a square of that side, bilinear),
+        ``channels`` (1 or 3 forces grayscale/RGB; ``None`` keeps 1 only if every image is
+        grayscale, since mixing would need a per-image channel count) and ``on_bad_file``.
+    path : str
+        The folder (``data.path`` or ``data.test_path``).
+
+    Returns
+    -------
+    ImageDataset
+        Images ``[N, C, S, S]`` in ``[0, 1]``; labels from class sub-folders, else ``None``.
+
+    Raises
+    ------
+    DataError
+        On a missing/mixed/empty folder, or an unreadable file unless ``on_bad_file=skip``
+        (then it is skipped and a warning on logger ``ssl_fed.data`` lists the skipped files).
+    """
+    root = Path(path)
+    files, labels, _ = _list_files(root)
+    mode = {1: "L", 3: "RGB", None: None}[cfg.channels]
+    arrays: list[np.ndarray] = []
+    kept: list[int] = []
+    skipped: list[Path] = []
+    for i, file in enumerate(files):
+        try:
+            arrays.append(_read_image(file, mode, cfg.image_size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            if cfg.on_bad_file != "skip":
+                raise DataError(
+                    f"cannot read image {file}: {err}. Repair or remove the file, or set "
+                    "data.on_bad_file=skip to skip unreadable files."
+                ) from err
+            skipped.append(file)
+            continue
+        kept.append(i)
+    if skipped:
+        names = ", ".join(p.name for p in skipped[:5])
+        logger.warning(
+            "skipped %d unreadable image file(s) in %s (first: %s)", len(skipped), root, names
+        )
+    channels = cfg.channels or max((a.shape[2] for a in arrays), default=1)
+    arrays = [np.repeat(a, 3, axis=2) if a.shape[2] < channels else a for a in arrays]
+    if arrays:
+        images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    else:
+        images = torch.empty(0, channels, cfg.image_size, cfg.image_size)
+    validate_images(images, str(root))
+    label_tensor = torch.tensor([labels[i] for i in kept], dtype=torch.int64) if labels else None
+    validate_labels(label_tensor, int(images.shape[0]), str(root))
+    return ImageDataset(images.float(), label_tensor, str(root))

@@ -1,0 +1,147 @@
+"""Gradient steps: the plain step, and the DP-SGD step that wraps it (clip per unit, add noise).
+
+Both steps take a batch already cut into units (``[G, M, V, C, H, W]`` views and a ``[G, M]``
+mask) and normalize by the same public constant, the *expected* batch size, so the two differ
+only by clipping and noise. With ``max_grad_norm = inf`` and ``σ = 0`` the private step equals
+the plain step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+from opacus.optimizers import DPOptimizer
+from opacus.validators import ModuleValidator
+from opacus.validators.errors import UnsupportedModuleError
+from torch import nn
+
+from ssl_fed.privacy.grads import per_unit_gradients
+from ssl_fed.tasks.base import PretextTask
+from ssl_fed.tasks.units import UnitPlan
+
+
+class PrivacyError(ValueError):
+    """A training setup whose privacy cannot be stated; nothing is trained."""
+
+
+class GradientStep(Protocol):
+    """One optimizer step on a batch of units; returns the summed loss terms of the batch."""
+
+    def __call__(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """Take the step."""
+
+
+class PlainStep:
+    """Non-private step: backprop of ``sum(unit losses) / expected_batch_size``."""
+
+    def __init__(
+        self, task: PretextTask, optimizer: torch.optim.Optimizer, expected_batch_size: int
+    ) -> None:
+        self.task = task
+        self.optimizer = optimizer
+        self.expected_batch_size = expected_batch_size
+
+    def __call__(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """Take one plain step (an empty batch leaves the model unchanged)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if views.shape[0] == 0:
+            return {name: 0.0 for name in self.task.term_names()}
+        terms = self.task(views, mask)
+        loss = self.task.combine(terms).sum() / self.expected_batch_size
+        loss.backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step()
+        return {k: float(v.sum()) for k, v in terms.items()}
+
+
+class DPSGDStep:
+    """DP-SGD step (Abadi et al., arXiv 1607.00133) over clipping units, via Opacus' DPOptimizer.
+
+    Per-unit gradients come from :func:`~ssl_fed.privacy.grads.per_unit_gradients` and are handed
+    to ``DPOptimizer`` as ``p.grad_sample`` (Opacus' ``no_op`` contract), which clips each unit
+    to C, sums, adds N(0, (sensitivity·σ·C)²) and divides by the expected batch size.
+
+    Notes
+    -----
+    Guarantee: each call is one Poisson-subsampled Gaussian mechanism with noise multiplier σ
+    with respect to adding or removing one image, provided the batch was Poisson-sampled at the
+    rate the ledger records and ``sensitivity`` (in units of C) bounds what one image can change
+    in the sum of clipped unit gradients (1 for per-image units, 2 for random groups). An empty
+    batch still takes a noise-only step: skipping it would reveal that the batch was empty.
+    """
+
+    def __init__(
+        self,
+        task: PretextTask,
+        optimizer: torch.optim.Optimizer,
+        *,
+        noise_multiplier: float,
+        max_grad_norm: float,
+        sensitivity: float,
+        expected_batch_size: int,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.task = task
+        self.named = dict(task.trainable_named_parameters())
+        self.optimizer = DPOptimizer(
+            optimizer,
+            noise_multiplier=noise_multiplier * sensitivity,
+            max_grad_norm=max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",
+        )
+        self.chunk_size = chunk_size
+
+    def __call__(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """Take one private step and return the (unclipped) summed loss terms of the batch."""
+        units = views.shape[0]
+        if units == 0:
+            grads = {n: torch.zeros(0, *p.shape) for n, p in self.named.items()}
+            terms = {name: 0.0 for name in self.task.term_names()}
+        else:
+            params = {n: p.detach() for n, p in self.named.items()}
+            grads, unit_terms = per_unit_gradients(self.task, params, views, mask, self.chunk_size)
+            terms = {k: float(v.sum()) for k, v in unit_terms.items()}
+        for name, param in self.named.items():
+            assert grads[name].shape[0] == units, "one gradient row per clipping unit"
+            param.grad_sample = grads[name]  # type: ignore[attr-defined]
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return terms
+
+
+def check_private_setup(model: nn.Module, plan: UnitPlan, *, delta: float, n: int) -> float:
+    """Refuse any setup whose privacy cannot be stated; return the sensitivity (in units of C).
+
+    Raises
+    ------
+    PrivacyError
+        For a module that mixes examples (BatchNorm and the like, per Opacus' validator), a loss
+        without a stated sensitivity (in-batch negatives), or δ ≥ 1/n.
+    """
+    try:
+        ModuleValidator.validate(model, strict=True)
+    except UnsupportedModuleError as err:
+        raise PrivacyError(
+            "the model cannot be trained with per-example DP: "
+            f"{err}. BatchNorm normalizes each image with its batch-mates' statistics, so one "
+            "image changes every other image's gradient; use GroupNorm."
+        ) from err
+    if plan.sensitivity is None:
+        raise PrivacyError(
+            "refusing DP training: this loss has no stated sensitivity. With in-batch negatives "
+            "(task.negatives=batch) every image appears in every other image's NT-Xent "
+            "denominator, so removing one image can change the clipped gradient sum by up to "
+            "~2nC while the accountant assumes C. Use task.negatives=group (group-wise "
+            "clipping, sensitivity 2C) or privacy=off."
+        )
+    if not delta < 1.0 / n:
+        raise PrivacyError(
+            f"privacy.delta={delta} is not below 1/n = {1.0 / n:.2e} for this site's n={n} "
+            "images: with δ ≥ 1/n, a mechanism that publishes one random image outright would "
+            f"satisfy (ε, δ)-DP. Set privacy.delta below {1.0 / n:.1e} (e.g. 1e-5)."
+        )
+    if not math.isfinite(plan.sensitivity):
+        raise PrivacyError("the sensitivity must be finite")
+    return plan.sensitivity

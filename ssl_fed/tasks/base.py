@@ -1,0 +1,108 @@
+"""The pretext-task interface and the registry of tasks.
+
+A task is an ``nn.Module`` that owns the :class:`~ssl_fed.models.SSLModel` and maps a batch of
+*units* to one loss per unit. A unit is the set of images that is clipped together: one image, or
+one random group of images when the loss couples images (contrastive negatives). Views arrive as
+``[G, M, V, C, H, W]`` (G units, at most M images per unit, V views per image) with a mask
+``[G, M]`` marking real images; padded slots must not change any real image's loss. The caller
+reduces; a task never sums over units, so per-unit gradients can be taken with ``torch.func``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+
+from ssl_fed.config import AugmentConfig, TaskConfig
+from ssl_fed.data.views import ContrastiveAugment
+from ssl_fed.models import SSLModel
+
+
+class PretextTask(nn.Module, ABC):
+    """Base class: views for a batch of images, and the per-unit loss terms.
+
+    Attributes
+    ----------
+    couples_examples
+        True when one image's loss depends on other images in its unit (in-batch negatives).
+        Such a task can only be clipped per *group*, never per image.
+    heads
+        Names of the model's heads the task trains (the encoder is always trained).
+    """
+
+    couples_examples: bool = False
+    heads: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        model: SSLModel,
+        cfg: TaskConfig,
+        augment: AugmentConfig,
+        image_size: int,
+        channels: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.augment = ContrastiveAugment(augment, image_size, channels)
+
+    @abstractmethod
+    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Return the views of each image ``[B, V, C, H, W]`` (random, made without gradients)."""
+
+    @abstractmethod
+    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the named loss terms, each ``[G]`` (summed over the unit's real images)."""
+
+    def weights(self) -> dict[str, float]:
+        """Weight of each loss term in the total loss."""
+        return {name: 1.0 for name in self.term_names()}
+
+    @abstractmethod
+    def term_names(self) -> tuple[str, ...]:
+        """Names of the loss terms ``forward`` returns."""
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum of the loss terms: the per-unit loss ``[G]``."""
+        w = self.weights()
+        return sum(
+            (w[k] * v for k, v in terms.items()), torch.zeros_like(next(iter(terms.values())))
+        )
+
+    def trainable_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Parameters the task trains: the encoder and its own heads, named as in ``self``."""
+        for prefix in ("encoder", *self.heads):
+            for name, param in getattr(self.model, prefix).named_parameters():
+                if param.requires_grad:
+                    yield f"model.{prefix}.{name}", param
+
+    def embed(self, views: torch.Tensor) -> torch.Tensor:
+        """Encode ``[G, M, V, C, H, W]`` views to ``[G, M, V, D]`` representations."""
+        g, m, v = views.shape[:3]
+        h: torch.Tensor = self.model.encoder(views.reshape(g * m * v, *views.shape[3:]))
+        return h.reshape(g, m, v, -1)
+
+
+TASKS: dict[str, type[PretextTask]] = {}
+
+
+def register_task(name: str) -> Callable[[type[PretextTask]], type[PretextTask]]:
+    """Class decorator that registers a task under ``name``."""
+
+    def wrap(cls: type[PretextTask]) -> type[PretextTask]:
+        TASKS[name] = cls
+        return cls
+
+    return wrap
+
+
+def build_task(
+    model: SSLModel, cfg: TaskConfig, augment: AugmentConfig, image_size: int, channels: int
+) -> PretextTask:
+    """Instantiate the registered task ``cfg.name``."""
+    if cfg.name not in TASKS:
+        raise ValueError(f"unknown task {cfg.name!r}; valid: {sorted(TASKS)}")
+    return TASKS[cfg.name](model, cfg, augment, image_size, channels)

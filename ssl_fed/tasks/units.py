@@ -1,0 +1,100 @@
+"""Which images are clipped together: the clipping units of a batch.
+
+* ``image``: each image is its own unit (decomposable losses such as rotation). Sensitivity C.
+* ``group``: each sampled image draws an independent uniform group id in ``[0, G)`` and the
+  images sharing an id form one unit (group-wise clipping; Li et al., DP-GCL, arXiv 2604.26467).
+  Sensitivity 2C.
+* ``batch``: the whole batch is one unit (SimCLR's in-batch negatives). No useful sensitivity
+  bound exists, so this is allowed only with privacy off.
+
+Notes
+-----
+Why ``group`` has sensitivity 2C. Let D' = D plus one image x. Couple the two runs on the same
+sampling and group draws for every other image: because group ids are drawn independently per
+image (not by sorting and chunking the batch), x's presence changes no other image's group. So
+only x's group g differs, and the released sum changes by ``clip(h_g(D')) - clip(h_g(D))``,
+whose norm is at most ``||clip(.)|| + ||clip(.)|| <= 2C``. The optimizer therefore adds noise with
+std ``2 * sigma * C`` and the accountant records ``sigma`` at the image sample rate q.
+``G`` is a public constant: ``round(expected_batch_size / group_size)``, never the realised
+batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ssl_fed.config import TaskConfig
+from ssl_fed.tasks.base import PretextTask
+
+
+@dataclass(frozen=True)
+class UnitPlan:
+    """How a batch is cut into clipping units, and what one image can change."""
+
+    kind: str
+    num_groups: int
+    sensitivity: float | None
+
+    @property
+    def describes(self) -> str:
+        """One sentence naming the privacy unit, for reports and metrics.json."""
+        if self.kind == "image":
+            return (
+                "one image at one site; all of its views (augmentations and the 4 rotations) "
+                "are summed before one clip to max_grad_norm"
+            )
+        if self.kind == "group":
+            return (
+                "one image at one site; it shares a clipping group with a random set of "
+                "other images (group-wise clipping), and noise is calibrated to its "
+                "sensitivity of 2*max_grad_norm"
+            )
+        return "none: the whole batch is one unit (in-batch negatives, non-private only)"
+
+
+def plan_units(task: PretextTask, cfg: TaskConfig, expected_batch_size: int) -> UnitPlan:
+    """Choose the clipping units for ``task`` and state their sensitivity (in units of C)."""
+    if not task.couples_examples:
+        return UnitPlan("image", 0, 1.0)
+    if cfg.negatives == "group":
+        groups = max(1, round(expected_batch_size / cfg.group_size))
+        return UnitPlan("group", groups, 2.0)
+    return UnitPlan("batch", 1, None)
+
+
+def form_units(
+    batch_size: int, plan: UnitPlan, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut a batch of ``batch_size`` images into units.
+
+    Returns
+    -------
+    index
+        ``[G, M]`` long tensor of image positions, padded with 0 where ``mask`` is 0.
+    mask
+        ``[G, M]`` float tensor, 1 for a real image. Empty groups are absent; an empty batch gives
+        ``G = 0``.
+    """
+    if batch_size == 0:
+        return torch.zeros(0, 1, dtype=torch.long), torch.zeros(0, 1)
+    if plan.kind == "image":
+        return torch.arange(batch_size).unsqueeze(1), torch.ones(batch_size, 1)
+    if plan.kind == "batch":
+        return torch.arange(batch_size).unsqueeze(0), torch.ones(1, batch_size)
+    ids = torch.randint(0, plan.num_groups, (batch_size,), generator=generator)
+    used, counts = torch.unique(ids, return_counts=True)
+    width = int(counts.max())
+    index = torch.zeros(len(used), width, dtype=torch.long)
+    mask = torch.zeros(len(used), width)
+    for row, gid in enumerate(used.tolist()):
+        members = torch.nonzero(ids == gid).squeeze(1)
+        index[row, : len(members)] = members
+        mask[row, : len(members)] = 1.0
+    return index, mask
+
+
+def gather_units(views: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Arrange per-image views ``[B, V, ...]`` as units ``[G, M, V, ...]``."""
+    return views[index]

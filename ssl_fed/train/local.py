@@ -1,0 +1,185 @@
+"""Train one site's encoder (and heads) for E local epochs: the loop every entry point shares.
+
+Data flow: Poisson batch of image indices -> views (kornia) -> clipping units -> one gradient
+step (plain, or DP-SGD wrapping it) -> after E epochs, the encoder's new weights. Privacy enters
+only through which step is built (:func:`build_step`) and the ledger charge before the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
+from tqdm import tqdm
+
+from ssl_fed.config import RootConfig, epsilon_budget
+from ssl_fed.data.dataset import ImageDataset
+from ssl_fed.privacy.accounting import calibrate_noise
+from ssl_fed.privacy.dpsgd import DPSGDStep, GradientStep, PlainStep, check_private_setup
+from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.tasks.base import PretextTask
+from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
+
+log = logging.getLogger("ssl_fed.train")
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    """What one local training produced. Only ``encoder_state`` and scalars may leave a site."""
+
+    encoder_state: dict[str, torch.Tensor]
+    num_examples: int
+    losses: dict[str, float]
+    epsilon: float | None
+    noise_multiplier: float | None
+    steps: int
+    plan: UnitPlan
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The public constants of one local training: sample rate and step count."""
+
+    sample_rate: float
+    steps_per_epoch: int
+    epochs: int
+
+    @property
+    def steps(self) -> int:
+        """Total steps of the training."""
+        return self.steps_per_epoch * self.epochs
+
+
+def make_schedule(n: int, batch_size: int, epochs: int) -> Schedule:
+    """Poisson rate ``q = min(1, B/n)`` and ``ceil(n/B)`` steps per epoch."""
+    if n < 1:
+        raise ValueError("the site has no images; point data.path at a non-empty dataset")
+    q = min(1.0, batch_size / n)
+    return Schedule(q, max(1, math.ceil(n / batch_size)), epochs)
+
+
+def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run_id: str) -> float:
+    """σ for this run: reused from the run's earlier ledger entries, or calibrated once.
+
+    Calibration sizes σ so that the ledger's prior history plus ``train.max_rounds`` trainings of
+    this schedule stays within ``min(target_epsilon, budget)``. A run that already charged the
+    ledger keeps its σ, so every round of a run has the same noise.
+    """
+    pr = cfg.privacy
+    if pr.noise_multiplier is not None:
+        return pr.noise_multiplier
+    earlier = ledger.entries_for(run_id)
+    if earlier:
+        return earlier[0].noise_multiplier
+    target = min(pr.target_epsilon, epsilon_budget(pr))
+    return calibrate_noise(
+        target_epsilon=target,
+        delta=pr.delta,
+        sample_rate=schedule.sample_rate,
+        steps=schedule.steps * cfg.train.max_rounds,
+        prior=ledger.history,
+        kind=pr.accountant,
+    )
+
+
+def build_step(
+    task: PretextTask, cfg: RootConfig, plan: UnitPlan, sigma: float | None
+) -> GradientStep:
+    """Build the optimizer step: plain, or DP-SGD when ``sigma`` is given."""
+    params = [p for _, p in task.trainable_named_parameters()]
+    optim: torch.optim.Optimizer
+    if cfg.train.optimizer == "adam":
+        optim = torch.optim.Adam(params, lr=cfg.train.lr)
+    else:
+        optim = torch.optim.SGD(params, lr=cfg.train.lr, momentum=0.9)
+    if sigma is None:
+        return PlainStep(task, optim, cfg.train.batch_size)
+    assert plan.sensitivity is not None
+    return DPSGDStep(
+        task,
+        optim,
+        noise_multiplier=sigma,
+        max_grad_norm=cfg.privacy.max_grad_norm,
+        sensitivity=plan.sensitivity,
+        expected_batch_size=cfg.train.batch_size,
+        chunk_size=cfg.train.vmap_chunk_size,
+    )
+
+
+def train_local(
+    task: PretextTask,
+    data: ImageDataset,
+    cfg: RootConfig,
+    *,
+    ledger: PrivacyLedger | None,
+    run_id: str,
+    round: int = 1,
+) -> LocalResult:
+    """Train ``task`` on one site's ``data``; charge ``ledger`` first when privacy is on.
+
+    Raises
+    ------
+    PrivacyError, BudgetExceededError, LedgerError
+        Before any training, when the privacy of the run cannot be stated or afforded.
+    """
+    schedule = make_schedule(len(data), cfg.train.batch_size, cfg.train.local_epochs)
+    plan = plan_units(task, cfg.task, cfg.train.batch_size)
+    sigma: float | None = None
+    if cfg.privacy.enabled:
+        if ledger is None:
+            raise ValueError("privacy is on but no ledger was given; every DP training is charged")
+        check_private_setup(task, plan, delta=cfg.privacy.delta, n=len(data))
+        sigma = choose_noise(cfg, ledger, schedule, run_id)
+        assert plan.sensitivity is not None
+        ledger.charge(
+            run_id=run_id,
+            round=round,
+            noise_multiplier=sigma,
+            sample_rate=schedule.sample_rate,
+            steps=schedule.steps,
+            sensitivity=plan.sensitivity,
+        )
+    step = build_step(task, cfg, plan, sigma)
+    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round)
+    torch.manual_seed(cfg.train.seed * 1_000_003 + round)
+    sums = {name: 0.0 for name in task.term_names()}
+    seen = 0
+    task.train()
+    bar = tqdm(
+        total=schedule.steps,
+        desc=f"train {cfg.task.name}",
+        unit="step",
+        leave=False,
+        disable=not (cfg.train.progress and sys.stderr.isatty()),
+    )
+    for _ in range(schedule.epochs):
+        sampler = UniformWithReplacementSampler(
+            num_samples=len(data),
+            sample_rate=schedule.sample_rate,
+            generator=gen,
+            steps=schedule.steps_per_epoch,
+        )
+        for batch in sampler:
+            index = torch.as_tensor(batch, dtype=torch.long)
+            views = task.make_views(data.images[index])
+            unit_index, mask = form_units(len(index), plan, gen)
+            terms = step(gather_units(views, unit_index), mask)
+            for name, value in terms.items():
+                sums[name] += value
+            seen += len(index)
+            bar.update(1)
+            bar.set_postfix({k: f"{v / max(seen, 1):.3f}" for k, v in sums.items()})
+    bar.close()
+    losses = {k: v / max(seen, 1) for k, v in sums.items()}
+    if not all(math.isfinite(v) for v in losses.values()):
+        raise FloatingPointError(f"training diverged (losses {losses}); lower train.lr")
+    encoder_state = {k: v.detach().clone() for k, v in task.model.encoder.state_dict().items()}
+    epsilon = ledger.epsilon() if (ledger is not None and sigma is not None) else None
+    log.info(
+        "trained %d steps on %d images: losses %s, ε=%s", schedule.steps, len(data), losses, epsilon
+    )
+    return LocalResult(encoder_state, len(data), losses, epsilon, sigma, schedule.steps, plan)
