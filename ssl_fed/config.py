@@ -116,6 +116,34 @@ class EvalConfig:
     draws: int = 5
     knn_k: int = 5
     seed: int = 0
+    every: int = 1
+
+
+@dataclass
+class SimConfig:
+    """A simulated federation: ``num_sites`` virtual sites on one machine (Ray backend)."""
+
+    num_sites: int = 10
+    rounds: int = 8
+    sites_per_round: int | None = None
+    fraction: float = 1.0
+    seed: int = 0
+    client_cpus: float = 1.0
+    halt_after_round: int | None = None
+
+
+@dataclass
+class AggregationConfig:
+    """How site updates are combined: ``secaggplus`` (default) or ``plain`` (comparison only)."""
+
+    name: str = "secaggplus"
+    num_shares: int = 3
+    reconstruction_threshold: int = 2
+    clipping_range: float = 0.5
+    quantization_range: int = 4194304
+    timeout: float = 120.0
+    share_heads: bool = False
+    query_timeout: float = 60.0
 
 
 @dataclass
@@ -129,6 +157,9 @@ class RootConfig:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    aggregation: AggregationConfig = field(default_factory=AggregationConfig)
+    resume: bool = False
     out: str = "outputs/train-local"
     state_dir: str | None = None
     run_id: str | None = None
@@ -258,6 +289,8 @@ def validate_config(cfg: RootConfig) -> None:
         "use positive counts, or -1 for all labels",
     )
     _require(ev.draws >= 1 and ev.knn_k >= 1, "eval.draws/knn_k", (ev.draws, ev.knn_k), ">= 1")
+    _require(ev.every >= 1, "eval.every", ev.every, "evaluate every N >= 1 rounds")
+    validate_federation(cfg)
     if pr.enabled and t.name != "rotation" and t.negatives == "batch":
         raise ConfigError(
             f"task.negatives=batch with task.name={t.name} under DP has no stated sensitivity: "
@@ -266,6 +299,49 @@ def validate_config(cfg: RootConfig) -> None:
             "accountant would assume C. Use task.negatives=group (group-wise clipping, "
             "sensitivity 2C) or privacy=off."
         )
+
+
+def validate_federation(cfg: RootConfig) -> None:
+    """Check the ``sim`` and ``aggregation`` groups (federation layer) before anything starts."""
+    s, a = cfg.sim, cfg.aggregation
+    _require(s.num_sites >= 1, "sim.num_sites", s.num_sites, "use at least 1 site")
+    _require(s.rounds >= 1, "sim.rounds", s.rounds, "use at least 1 round")
+    _require(0 < s.fraction <= 1, "sim.fraction", s.fraction, "use 0 < fraction <= 1")
+    _require(
+        s.sites_per_round is None or 1 <= s.sites_per_round <= s.num_sites,
+        "sim.sites_per_round",
+        s.sites_per_round,
+        f"use 1..sim.num_sites ({s.num_sites}) or null (= fraction x num_sites)",
+    )
+    _require(s.client_cpus > 0, "sim.client_cpus", s.client_cpus, "use > 0 CPUs per site")
+    _require(
+        s.halt_after_round is None or s.halt_after_round >= 1,
+        "sim.halt_after_round",
+        s.halt_after_round,
+        "use a round >= 1 or null",
+    )
+    _require(
+        a.name in {"secaggplus", "plain"},
+        "aggregation.name",
+        a.name,
+        "use secaggplus (default) or plain (no secure aggregation; comparison only)",
+    )
+    _require(a.num_shares >= 3, "aggregation.num_shares", a.num_shares, "use >= 3")
+    _require(
+        2 <= a.reconstruction_threshold < a.num_shares,
+        "aggregation.reconstruction_threshold",
+        a.reconstruction_threshold,
+        f"use 2 <= threshold < num_shares ({a.num_shares})",
+    )
+    _require(a.clipping_range > 0, "aggregation.clipping_range", a.clipping_range, "use > 0")
+    _require(
+        2 <= a.quantization_range <= 2**24,
+        "aggregation.quantization_range",
+        a.quantization_range,
+        "use 2..2^24 levels (the 2^32 modulus must hold the sum of all sites)",
+    )
+    _require(a.timeout > 0, "aggregation.timeout", a.timeout, "use a timeout in seconds > 0")
+    _require(a.query_timeout > 0, "aggregation.query_timeout", a.query_timeout, "use > 0 s")
 
 
 def epsilon_budget(cfg: PrivacyConfig) -> float:

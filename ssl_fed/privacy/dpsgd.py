@@ -52,7 +52,7 @@ class PlainStep:
         loss = self.task.combine(terms).sum() / self.expected_batch_size
         loss.backward()  # type: ignore[no-untyped-call]
         self.optimizer.step()
-        return {k: float(v.sum()) for k, v in terms.items()}
+        return {k: float(v.detach().sum()) for k, v in terms.items()}
 
 
 class DPSGDStep:

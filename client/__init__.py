@@ -1,0 +1,1 @@
+"""The Flower ClientApp of an ssl-fed site (see README.md)."""

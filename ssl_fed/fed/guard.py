@@ -1,0 +1,144 @@
+"""The message guard: nothing but the declared update and whitelisted scalars leaves a site.
+
+A site's reply is checked *after* local training and *before* SecAgg+ masks it (the guard mod sits
+inside ``secaggplus_mod``). It is fail-closed: anything unexpected (an extra record or array, a
+wrong shape or dtype, a NaN/Inf value, a metric not on the whitelist, a non-scalar or non-finite
+metric, an aggregation weight other than 1) raises :class:`GuardError`, so the reply is dropped and
+the site counts as dropped for that round. The server applies the array checks to every update it
+can see (plain aggregation) before averaging.
+
+Notes
+-----
+Privacy guarantee this module serves (DESIGN §1, "What leaves a site"): under DP-SGD the encoder
+update is a DP release charged to the site's ledger; the whitelisted scalars are the mean pretext
+losses (over noisy training, post-processing of data the site reports by design), the ε spent and
+the remaining budget (functions of the public ledger history) and ``can-train`` /``site`` in the
+budget query. Everything else could carry data (file paths, labels, embeddings, counts), so it is
+refused rather than filtered: a filtering guard would silently send what a bug put there.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection, Mapping
+
+import numpy as np
+from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.clientapp.typing import ClientAppCallable, Mod
+
+from ssl_fed.fed.arrays import ArraySpec
+
+log = logging.getLogger("ssl_fed.fed.guard")
+
+FIT_LAYOUT = {
+    "array": {"fitres.parameters"},
+    "metric": {"fitres.num_examples"},
+    "config": {"fitres.metrics", "fitres.status"},
+}
+"""The legacy ``fitres.*`` records Flower's compat layer writes, and nothing else."""
+
+QUERY_KEYS = frozenset({"can-train", "site"})
+"""The budget query's reply: may this site train the round, and its public site label."""
+
+AGGREGATION_WEIGHT = 1
+"""Every site's weight: uniform, because weighting by example count would reveal data size."""
+
+
+class GuardError(RuntimeError):
+    """A reply broke the declared layout; it is not sent."""
+
+
+def allowed_fit_metrics(term_names: Collection[str]) -> frozenset[str]:
+    """Whitelisted per-round scalars: mean loss per task term, ε spent, budget remaining."""
+    return frozenset({*(f"loss-{t}" for t in term_names), "epsilon", "epsilon-remaining"})
+
+
+def check_arrays(arrays: list[np.typing.NDArray[np.generic]], specs: list[ArraySpec]) -> None:
+    """Raise unless ``arrays`` match ``specs`` one to one (shape, dtype) and are all finite."""
+    if len(arrays) != len(specs):
+        raise GuardError(f"update has {len(arrays)} arrays, declared {len(specs)}")
+    for arr, spec in zip(arrays, specs, strict=True):
+        if tuple(arr.shape) != spec.shape or str(arr.dtype) != spec.dtype:
+            raise GuardError(
+                f"array {spec.name}: got {arr.dtype}{tuple(arr.shape)}, "
+                f"declared {spec.dtype}{spec.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise GuardError(f"array {spec.name} holds NaN or Inf")
+
+
+def check_scalars(values: Mapping[str, object], allowed: Collection[str]) -> None:
+    """Raise unless every key is whitelisted and every value is one finite number."""
+    extra = sorted(set(values) - set(allowed))
+    if extra:
+        raise GuardError(f"metrics {extra} are not whitelisted (allowed: {sorted(allowed)})")
+    for key, value in values.items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(float(value)):  # type: ignore[arg-type]
+            raise GuardError(f"metric {key!r} must be a finite scalar, got {type(value).__name__}")
+
+
+def _record_names(content: RecordDict) -> dict[str, set[str]]:
+    return {
+        "array": set(content.array_records),
+        "metric": set(content.metric_records),
+        "config": set(content.config_records),
+    }
+
+
+def check_fit_reply(content: RecordDict, specs: list[ArraySpec], allowed: Collection[str]) -> None:
+    """Check a legacy ``fitres.*`` reply: layout, weight 1, declared arrays, whitelisted metrics."""
+    if _record_names(content) != FIT_LAYOUT:
+        raise GuardError(f"reply records {_record_names(content)} differ from {FIT_LAYOUT}")
+    params = content.array_records["fitres.parameters"]
+    if list(params) != [str(i) for i in range(len(params))]:
+        raise GuardError(f"update array keys {list(params)} are not 0..n-1")
+    check_arrays([a.numpy() for a in params.values()], specs)
+    weight = dict(content.metric_records["fitres.num_examples"])
+    if weight != {"num_examples": AGGREGATION_WEIGHT}:
+        raise GuardError(f"aggregation weight must be exactly {AGGREGATION_WEIGHT}, got {weight}")
+    status = dict(content.config_records["fitres.status"])
+    if status != {"code": 0, "message": ""}:
+        raise GuardError(f"status must be OK with an empty message, got {status}")
+    check_scalars(dict(content.config_records["fitres.metrics"]), allowed)
+
+
+def check_query_reply(content: RecordDict) -> None:
+    """Check a budget-query reply: one MetricRecord ``budget`` with :data:`QUERY_KEYS` only."""
+    names = _record_names(content)
+    if names != {"array": set(), "metric": {"budget"}, "config": set()}:
+        raise GuardError(f"query reply records {names} differ from one MetricRecord 'budget'")
+    check_scalars(dict(content.metric_records["budget"]), QUERY_KEYS)
+
+
+def make_guard_mod(
+    specs: Callable[[Context], list[ArraySpec]], allowed: Callable[[Context], Collection[str]]
+) -> Mod:
+    """Build the client mod that checks every reply and raises instead of sending a bad one.
+
+    Any exception of the handler is logged in full at the site and re-raised as a
+    :class:`GuardError` that names only its type, so no exception text (paths, values) leaves.
+    """
+
+    def guard_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        kind = msg.metadata.message_type
+        try:
+            reply = call_next(msg, context)
+            if reply.has_error():
+                raise GuardError("the handler replied with an error")
+            if kind == MessageType.TRAIN:
+                check_fit_reply(reply.content, specs(context), allowed(context))
+            elif kind == MessageType.QUERY:
+                check_query_reply(reply.content)
+            else:
+                raise GuardError(f"message type {kind!r} is not allowed to reply")
+        except GuardError as err:
+            log.error("reply dropped by the guard: %s", err)
+            raise GuardError("reply dropped by the site's guard (reason logged at the site)") from None
+        except Exception as err:
+            log.exception("handler failed; nothing is sent")
+            raise GuardError(f"site handler failed ({type(err).__name__})") from None
+        return reply
+
+    return guard_mod

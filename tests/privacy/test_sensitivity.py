@@ -1,0 +1,109 @@
+"""Sensitivity by removing one image and measuring the change of the clipped sum (σ = 0)."""
+
+import copy
+
+import torch
+from torch.func import functional_call, grad, vmap
+
+from ssl_fed.privacy.dpsgd import DPSGDStep
+from ssl_fed.privacy.grads import per_unit_gradients
+from ssl_fed.tasks.contrastive import nt_xent_terms
+from ssl_fed.tasks.units import gather_units
+from tests.helpers import tiny_task, views_for
+
+
+def clipped_sum(task, views, index, mask, c):
+    """Run the real private step (σ=0, lr=1, expected batch 1) and return minus the update."""
+    work = copy.deepcopy(task)
+    before = torch.cat([p.detach().flatten() for _, p in work.trainable_named_parameters()])
+    opt = torch.optim.SGD([p for _, p in work.trainable_named_parameters()], lr=1.0)
+    DPSGDStep(work, opt, noise_multiplier=0.0, max_grad_norm=c, sensitivity=2.0,
+              expected_batch_size=1)(gather_units(views, index), mask)
+    after = torch.cat([p.detach().flatten() for _, p in work.trainable_named_parameters()])
+    return before - after
+
+
+def small_c(task, views, index, mask):
+    params = {n: p.detach() for n, p in task.trainable_named_parameters()}
+    grads, _ = per_unit_gradients(task, params, gather_units(views, index), mask)
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads.values()], 1).norm(dim=1)
+    return float(norms.min()) / 2
+
+
+def test_removing_one_image_moves_the_rotation_sum_by_at_most_c():
+    # Prepare: 6 images, one unit each
+    task = tiny_task("rotation")
+    views = views_for(task, 6)
+    full_index = torch.arange(6).unsqueeze(1)
+    ones = torch.ones(6, 1, dtype=torch.float64)
+    c = small_c(task, views, full_index, ones)
+    full = clipped_sum(task, views, full_index, ones, c)
+
+    for k in range(6):
+        # Execute: the same batch without image k
+        keep = torch.tensor([i for i in range(6) if i != k]).unsqueeze(1)
+        reduced = clipped_sum(task, views, keep, torch.ones(5, 1, dtype=torch.float64), c)
+
+        # Assert
+        assert float((full - reduced).norm()) <= c * (1 + 1e-6)
+
+
+def test_removing_one_image_moves_the_group_contrastive_sum_by_at_most_2c():
+    # Prepare: two groups; every other image keeps its group when one is removed
+    task = tiny_task("joint")
+    views = views_for(task, 6)
+    index = torch.tensor([[0, 2, 4], [1, 3, 5]])
+    mask = torch.ones(2, 3, dtype=torch.float64)
+    c = small_c(task, views, index, mask)
+    full = clipped_sum(task, views, index, mask, c)
+
+    for k in range(6):
+        # Execute
+        rows = [[i for i in row if i != k] for row in index.tolist()]
+        width = max(len(r) for r in rows)
+        idx = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        msk = torch.tensor([[1.0] * len(r) + [0.0] * (width - len(r)) for r in rows]).double()
+        delta = float((full - clipped_sum(task, views, idx, msk, c)).norm())
+
+        # Assert
+        assert delta <= 2 * c * (1 + 1e-6)
+
+
+def naive_row_clipped_sum(task, views, c):
+    """What wrapping full-batch NT-Xent in per-example clipping would release (encoder only)."""
+    enc = task.model.encoder
+    params = {n: p.detach() for n, p in enc.named_parameters()}
+    n = views.shape[0]
+    stacked = {k: v.unsqueeze(0).expand(n, *v.shape).clone() for k, v in params.items()}
+
+    def loss(rows):
+        h = vmap(lambda p, v: functional_call(enc, p, (v,)))(rows, views)
+        return nt_xent_terms(task, h.unsqueeze(0), torch.ones(1, n, dtype=views.dtype)).sum()
+
+    g = grad(loss)(stacked)
+    norms = torch.stack([x.flatten(1).norm(dim=1) for x in g.values()], 1).norm(dim=1)
+    f = (c / (norms + 1e-12)).clamp(max=1.0)
+    return torch.cat(
+        [(f.view(-1, *[1] * (x.ndim - 1)) * x).sum(0).detach().flatten() for x in g.values()]
+    )
+
+
+def test_naive_full_batch_nt_xent_exceeds_c_on_near_duplicates():
+    # Prepare: 8 images, 6 of them near-duplicates of image 0 (hard negatives)
+    task = tiny_task("contrastive", negatives="batch", seed=1)
+    torch.manual_seed(3)
+    base = torch.rand(1, 1, 8, 8).double()
+    imgs = torch.cat([base + 0.01 * torch.randn(7, 1, 8, 8).double(),
+                      torch.rand(1, 1, 8, 8).double()]).clamp(0, 1)
+    views = torch.stack([imgs, imgs.flip(-1)], dim=1)
+    c = 1e-3
+
+    # Execute: the largest change of the per-row-clipped sum when one image is removed
+    full = naive_row_clipped_sum(task, views, c)
+    worst = max(
+        float((full - naive_row_clipped_sum(task, views[[i for i in range(8) if i != k]], c)).norm())
+        for k in range(8)
+    )
+
+    # Assert: the accountant would assume C; the true change is larger
+    assert worst > 1.5 * c
