@@ -10,9 +10,18 @@ from ssl_fed.cli import main
 @pytest.mark.slow
 def test_train_local_on_digits_learns_something_and_reports_epsilon(tmp_path, capsys):
     # Execute: a short private run of the joint task
-    code = main(["train-local", "data=digits", "task=joint", "privacy=dpsgd",
-                 "privacy.target_epsilon=8", "train.local_epochs=1", "eval.draws=2",
-                 f"out={tmp_path}"])
+    code = main(
+        [
+            "train-local",
+            "data=digits",
+            "task=joint",
+            "privacy=dpsgd",
+            "privacy.target_epsilon=8",
+            "train.local_epochs=1",
+            "eval.draws=2",
+            f"out={tmp_path}",
+        ]
+    )
 
     # Assert
     assert code == 0
@@ -31,8 +40,15 @@ def test_train_local_on_digits_learns_something_and_reports_epsilon(tmp_path, ca
 
 
 def test_in_batch_negatives_under_dp_exit_nonzero_explaining_sensitivity(tmp_path, capsys):
-    code = main(["train-local", "task=contrastive", "privacy=dpsgd", "task.negatives=batch",
-                 f"out={tmp_path}"])
+    code = main(
+        [
+            "train-local",
+            "task=contrastive",
+            "privacy=dpsgd",
+            "task.negatives=batch",
+            f"out={tmp_path}",
+        ]
+    )
     assert code == 2
     assert "sensitivity" in capsys.readouterr().err
     assert not (tmp_path / "metrics.json").exists()
@@ -40,8 +56,12 @@ def test_in_batch_negatives_under_dp_exit_nonzero_explaining_sensitivity(tmp_pat
 
 @pytest.mark.parametrize(
     "override,field",
-    [("train.batch_size=0", "train.batch_size"), ("privacy.target_epsilon=-1", "target_epsilon"),
-     ("task.name=mae", "task.name"), ("data=folder", "data.path")],
+    [
+        ("train.batch_size=0", "train.batch_size"),
+        ("privacy.target_epsilon=-1", "target_epsilon"),
+        ("task.name=mae", "task.name"),
+        ("data=folder", "data.path"),
+    ],
 )
 def test_nonsense_config_values_name_the_field(override, field, capsys, tmp_path):
     assert main(["train-local", override, f"out={tmp_path}"]) == 2

@@ -43,7 +43,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def site_ledger(cfg: RootConfig) -> PrivacyLedger:
-    """The ledger under ``state_dir`` (default ``<out>/state``) with the site's own budget."""
+    """Open the ledger under ``state_dir`` (default ``<out>/state``) with the site's budget."""
     state_dir = cfg.state_dir or str(Path(cfg.out) / "state")
     return PrivacyLedger(
         state_dir,

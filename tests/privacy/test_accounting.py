@@ -71,5 +71,6 @@ def test_calibration_spends_only_what_the_prior_history_left():
 
 def test_calibration_refuses_when_the_prior_already_exhausted_the_target():
     with pytest.raises(ValueError, match="already spent"):
-        calibrate_noise(target_epsilon=0.5, delta=1e-5, sample_rate=0.5, steps=10,
-                        prior=[(0.5, 0.5, 100)])
+        calibrate_noise(
+            target_epsilon=0.5, delta=1e-5, sample_rate=0.5, steps=10, prior=[(0.5, 0.5, 100)]
+        )

@@ -35,8 +35,14 @@ def test_private_step_without_clipping_or_noise_equals_plain_step():
 
     # Execute
     PlainStep(plain_task, sgd(plain_task), expected_batch_size=5)(views, mask)
-    DPSGDStep(dp_task, sgd(dp_task), noise_multiplier=0.0, max_grad_norm=1e12, sensitivity=2.0,
-              expected_batch_size=5)(views, mask)
+    DPSGDStep(
+        dp_task,
+        sgd(dp_task),
+        noise_multiplier=0.0,
+        max_grad_norm=1e12,
+        sensitivity=2.0,
+        expected_batch_size=5,
+    )(views, mask)
 
     # Assert
     for name, value in snapshot(plain_task).items():
@@ -54,8 +60,14 @@ def test_clipped_units_never_exceed_max_grad_norm():
     before = snapshot(task)
 
     # Execute
-    DPSGDStep(task, sgd(task, lr=1.0), noise_multiplier=0.0, max_grad_norm=c, sensitivity=2.0,
-              expected_batch_size=1)(views, mask)
+    DPSGDStep(
+        task,
+        sgd(task, lr=1.0),
+        noise_multiplier=0.0,
+        max_grad_norm=c,
+        sensitivity=2.0,
+        expected_batch_size=1,
+    )(views, mask)
 
     # Assert: the sum of the clipped rows equals Σ min(1, C/‖g‖)·g, and each row had norm ≤ C
     factors = (c / (norms + 1e-6)).clamp(max=1.0)
@@ -72,8 +84,14 @@ def test_empty_batch_takes_a_noise_only_step():
     views = torch.zeros(0, 1, 4, 1, 8, 8, dtype=torch.float64)
 
     # Execute
-    DPSGDStep(task, sgd(task), noise_multiplier=1.0, max_grad_norm=1.0, sensitivity=1.0,
-              expected_batch_size=4)(views, torch.zeros(0, 1, dtype=torch.float64))
+    DPSGDStep(
+        task,
+        sgd(task),
+        noise_multiplier=1.0,
+        max_grad_norm=1.0,
+        sensitivity=1.0,
+        expected_batch_size=4,
+    )(views, torch.zeros(0, 1, dtype=torch.float64))
 
     # Assert: the step was taken (parameters moved by noise), not skipped
     assert any(not torch.equal(before[n], v) for n, v in snapshot(task).items())
@@ -86,8 +104,14 @@ def test_noise_std_is_sensitivity_times_sigma_times_c():
     views = torch.zeros(0, 1, 2, 1, 8, 8, dtype=torch.float64)
 
     # Execute
-    DPSGDStep(task, sgd(task, lr=1.0), noise_multiplier=1.5, max_grad_norm=0.4, sensitivity=2.0,
-              expected_batch_size=1)(views, torch.zeros(0, 1, dtype=torch.float64))
+    DPSGDStep(
+        task,
+        sgd(task, lr=1.0),
+        noise_multiplier=1.5,
+        max_grad_norm=0.4,
+        sensitivity=2.0,
+        expected_batch_size=1,
+    )(views, torch.zeros(0, 1, dtype=torch.float64))
 
     # Assert: the empirical std over all coordinates is 2 · 1.5 · 0.4 = 1.2
     noise = torch.cat([(v - before[n]).flatten() for n, v in snapshot(task).items()])

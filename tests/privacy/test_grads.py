@@ -14,8 +14,10 @@ def reference_gradient(task, unit_views, unit_mask):
     task.zero_grad(set_to_none=True)
     terms = task(unit_views[real].unsqueeze(0), torch.ones(1, int(real.sum()), dtype=torch.float64))
     task.combine(terms).sum().backward()
-    return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
-            for n, p in task.trainable_named_parameters()}
+    return {
+        n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+        for n, p in task.trainable_named_parameters()
+    }
 
 
 @pytest.mark.parametrize("name", ["rotation", "joint", "contrastive"])

@@ -9,8 +9,14 @@ from ssl_fed.privacy.ledger import BudgetExceededError, LedgerError, PrivacyLedg
 
 
 def charge(ledger, run_id="r1", round=1, sigma=1.0, q=0.1, steps=50):
-    return ledger.charge(run_id=run_id, round=round, noise_multiplier=sigma, sample_rate=q,
-                         steps=steps, sensitivity=2.0)
+    return ledger.charge(
+        run_id=run_id,
+        round=round,
+        noise_multiplier=sigma,
+        sample_rate=q,
+        steps=steps,
+        sensitivity=2.0,
+    )
 
 
 def test_epsilon_is_composed_over_every_entry_and_survives_a_restart(tmp_path):

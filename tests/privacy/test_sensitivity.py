@@ -17,8 +17,9 @@ def clipped_sum(task, views, index, mask, c):
     work = copy.deepcopy(task)
     before = torch.cat([p.detach().flatten() for _, p in work.trainable_named_parameters()])
     opt = torch.optim.SGD([p for _, p in work.trainable_named_parameters()], lr=1.0)
-    DPSGDStep(work, opt, noise_multiplier=0.0, max_grad_norm=c, sensitivity=2.0,
-              expected_batch_size=1)(gather_units(views, index), mask)
+    DPSGDStep(
+        work, opt, noise_multiplier=0.0, max_grad_norm=c, sensitivity=2.0, expected_batch_size=1
+    )(gather_units(views, index), mask)
     after = torch.cat([p.detach().flatten() for _, p in work.trainable_named_parameters()])
     return before - after
 
@@ -93,15 +94,18 @@ def test_naive_full_batch_nt_xent_exceeds_c_on_near_duplicates():
     task = tiny_task("contrastive", negatives="batch", seed=1)
     torch.manual_seed(3)
     base = torch.rand(1, 1, 8, 8).double()
-    imgs = torch.cat([base + 0.01 * torch.randn(7, 1, 8, 8).double(),
-                      torch.rand(1, 1, 8, 8).double()]).clamp(0, 1)
+    imgs = torch.cat(
+        [base + 0.01 * torch.randn(7, 1, 8, 8).double(), torch.rand(1, 1, 8, 8).double()]
+    ).clamp(0, 1)
     views = torch.stack([imgs, imgs.flip(-1)], dim=1)
     c = 1e-3
 
     # Execute: the largest change of the per-row-clipped sum when one image is removed
     full = naive_row_clipped_sum(task, views, c)
     worst = max(
-        float((full - naive_row_clipped_sum(task, views[[i for i in range(8) if i != k]], c)).norm())
+        float(
+            (full - naive_row_clipped_sum(task, views[[i for i in range(8) if i != k]], c)).norm()
+        )
         for k in range(8)
     )
 
