@@ -80,13 +80,19 @@ def test_a_training_the_budget_cannot_afford_is_refused_before_training(tmp_path
 
     # Execute / Assert
     with pytest.raises(BudgetExceededError):
-        train_local(task, site(), small_config(noise_multiplier=0.5, epsilon_budget=0.5),
-                    ledger=ledger, run_id="r")
+        train_local(
+            task,
+            site(),
+            small_config(noise_multiplier=0.5, epsilon_budget=0.5),
+            ledger=ledger,
+            run_id="r",
+        )
     assert ledger.entries == []
     assert all(torch.equal(before[k], v) for k, v in task.state_dict().items())
 
 
 def test_privacy_off_touches_no_ledger_and_reports_no_epsilon(tmp_path):
-    result = train_local(float_task("contrastive"), site(), small_config(enabled=False),
-                         ledger=None, run_id="r")
+    result = train_local(
+        float_task("contrastive"), site(), small_config(enabled=False), ledger=None, run_id="r"
+    )
     assert result.epsilon is None and result.noise_multiplier is None
