@@ -9,13 +9,18 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
-HEADER = "# Benchmark results\n\nEach section is written by the script it names; rerun the script to refresh it.\n"
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is written by the script it names; rerun the script to refresh it.\n"
+)
 
 
 def machine() -> str:
     """One line describing where the numbers were measured."""
-    return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
-            f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.python_version()}, "
+        f"measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
 def update_section(name: str, body: str) -> None:
@@ -24,5 +29,9 @@ def update_section(name: str, body: str) -> None:
     text = RESULTS.read_text() if RESULTS.exists() else HEADER
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     RESULTS.write_text(text)

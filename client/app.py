@@ -48,7 +48,7 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
     facts: dict[str, tuple[list[fa.ArraySpec], frozenset[str]]] = {}
 
     def declared(context: Context) -> tuple[list[fa.ArraySpec], frozenset[str]]:
-        """The declared update arrays and whitelisted metrics, from the site's own model."""
+        """Return the declared update arrays and whitelisted metrics, from the site's model."""
         c = config_of(context)
         channels = st.site_data(c, st.site_info(c, dict(context.node_config))).channels
         key = f"{c.encoder}|{c.task}|{c.aggregation.share_heads}|{channels}"
@@ -93,7 +93,7 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
             int(fitins.config["round"]),  # type: ignore[arg-type]
         )
         fitres = FitRes(
-            Status(Code.OK, ""), ndarrays_to_parameters(delta), AGGREGATION_WEIGHT, scalars
+            Status(Code.OK, ""), ndarrays_to_parameters(delta), AGGREGATION_WEIGHT, dict(scalars)
         )
         return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
 

@@ -8,7 +8,6 @@ checks them again before SecAgg+ masks them.
 from __future__ import annotations
 
 import logging
-import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -43,8 +42,10 @@ class SiteInfo:
 
 
 def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
-    """Read the site's node config: ``partition-id``/``num-partitions`` (simulation) or
-    ``data-path`` (deployment), and ``state-dir`` (default ``<out>/sites/site_<id>`` in simulation).
+    """Read the site's node config.
+
+    Simulation: ``partition-id``/``num-partitions`` (state dir ``<out>/sites/site_<id>`` unless
+    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id``.
     """
     if "partition-id" in node_config:
         pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
@@ -53,15 +54,17 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         return SiteInfo(pid, state, None, pid, num)
     if "data-path" not in node_config or "state-dir" not in node_config:
         raise ConfigError(
-            "a deployed site needs --node-config 'data-path=\"DIR\" state-dir=\"DIR\"' "
+            'a deployed site needs --node-config \'data-path="DIR" state-dir="DIR"\' '
             "(its images, and where its privacy ledger lives)"
         )
     label = int(node_config.get("site-id", -1))
-    return SiteInfo(label, Path(str(node_config["state-dir"])), str(node_config["data-path"]), None, None)
+    return SiteInfo(
+        label, Path(str(node_config["state-dir"])), str(node_config["data-path"]), None, None
+    )
 
 
 def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
-    """The site's training images (cached per process: a simulation actor serves many sites)."""
+    """Return the site's training images (cached per process: an actor serves many sites)."""
     data_cfg = cfg.data if info.data_path is None else replace(cfg.data, path=info.data_path)
     key = repr(data_cfg)
     if key not in _SPLITS:
@@ -75,7 +78,7 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
 
 
 def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
-    """The site's own ledger (``None`` when privacy is off: nothing is charged)."""
+    """Open the site's own ledger (``None`` when privacy is off: nothing is charged)."""
     if not cfg.privacy.enabled:
         return None
     pr = cfg.privacy
@@ -100,9 +103,8 @@ def train_round(
 ) -> tuple[list[fa.NDArray], dict[str, float]]:
     """Train one round from the received global weights; return (delta arrays, scalars).
 
-    The DP noise and Poisson sampling are seeded from a fresh secret per training: the core seeds
-    them from ``train.seed``, which is public config, and noise an observer can regenerate
-    protects nothing.
+    Under DP the core draws Poisson sampling and noise from OS entropy (never from the public
+    ``train.seed``), so an observer cannot regenerate the noise.
     """
     data = site_data(cfg, info)
     ledger = site_ledger(cfg, info)
@@ -112,13 +114,15 @@ def train_round(
     model = build_model(cfg.encoder, data.channels)
     fa.load_arrays(model, received, share)
     if not share and HEADS_RECORD in context.state.array_records:
-        heads = context.state.array_records[HEADS_RECORD].to_torch_state_dict()
-        model.rotation.load_state_dict({k[9:]: v for k, v in heads.items() if k.startswith("rotation.")})
+        kept = context.state.array_records[HEADS_RECORD].to_torch_state_dict()
+        model.rotation.load_state_dict(
+            {k[9:]: v for k, v in kept.items() if k.startswith("rotation.")}
+        )
         model.projection.load_state_dict(
-            {k[11:]: v for k, v in heads.items() if k.startswith("projection.")}
+            {k[11:]: v for k, v in kept.items() if k.startswith("projection.")}
         )
     task = build_task(model, cfg.task, cfg.data.augment, data.image_size, data.channels)
-    local = replace(cfg, train=replace(cfg.train, seed=secrets.randbits(30), progress=False))
+    local = replace(cfg, train=replace(cfg.train, progress=False))
     from ssl_fed.train.local import train_local
 
     result = train_local(task, data, local, ledger=ledger, run_id=run_id, round=round)
@@ -132,7 +136,7 @@ def train_round(
             cfg.aggregation.clipping_range,
         )
     if not share:
-        heads = {f"rotation.{k}": v for k, v in model.rotation.state_dict().items()}
+        heads: dict[str, Any] = {f"rotation.{k}": v for k, v in model.rotation.state_dict().items()}
         heads |= {f"projection.{k}": v for k, v in model.projection.state_dict().items()}
         context.state.array_records[HEADS_RECORD] = ArrayRecord(
             {k: v.detach().clone() for k, v in heads.items()}

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from ssl_fed.config import ConfigError, RootConfig, load_config
 
 
-
 def _user_errors() -> tuple[type[Exception], ...]:
     from ssl_fed.data import DataError
     from ssl_fed.privacy import BudgetExceededError, LedgerError, PrivacyError
@@ -41,7 +40,9 @@ def cmd_train_local(overrides: list[str]) -> int:
             f"(σ={metrics['noise_multiplier']:.3f}, unit: {metrics['privacy_unit']})"
         )
     if probe is not None:
-        print("linear probe (labels/class): " + ", ".join(f"{k}: {v:.3f}" for k, v in probe.items()))
+        print(
+            "linear probe (labels/class): " + ", ".join(f"{k}: {v:.3f}" for k, v in probe.items())
+        )
         print(f"kNN accuracy: {metrics['knn_accuracy']:.3f}")
     print(f"wrote {cfg.out}/metrics.json and {cfg.out}/encoder.pt")
     return 0
@@ -90,7 +91,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser; everything after the command is a Hydra override."""
+    """Build the top-level parser; everything after the command is a Hydra override."""
     parser = argparse.ArgumentParser(
         prog="ssl-fed",
         description="Federated self-supervised pretraining under DP-SGD and secure aggregation. "

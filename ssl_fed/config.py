@@ -92,6 +92,7 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
     noise_multiplier: float | None = None
+    grad_method: str = "vmap"
 
 
 @dataclass
@@ -264,6 +265,8 @@ def validate_config(cfg: RootConfig) -> None:
     )
     _require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
     _require(pr.max_grad_norm > 0, "privacy.max_grad_norm", pr.max_grad_norm, "use C > 0")
+    _require(pr.grad_method in {"vmap", "hooks"}, "privacy.grad_method", pr.grad_method,
+             "use vmap (torch.func over units) or hooks (one batched pass)")
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
     _require(
         pr.noise_multiplier is None or pr.noise_multiplier > 0,

@@ -46,7 +46,7 @@ def federated_state(model: nn.Module, share_heads: bool) -> dict[str, torch.Tens
 
 
 def array_specs(model: nn.Module, share_heads: bool) -> list[ArraySpec]:
-    """The declared update: one :class:`ArraySpec` per federated tensor."""
+    """Return the declared update: one :class:`ArraySpec` per federated tensor."""
     return [
         ArraySpec(name, tuple(t.shape), "float32")
         for name, t in federated_state(model, share_heads).items()
@@ -67,17 +67,20 @@ def load_arrays(model: nn.Module, arrays: list[NDArray], share_heads: bool) -> N
         module = getattr(model, prefix)
         own = {n: a for n, a in zip(names, arrays, strict=True) if n.startswith(prefix + ".")}
         module.load_state_dict(
-            {n[len(prefix) + 1 :]: torch.as_tensor(np.asarray(a, np.float32)) for n, a in own.items()}
+            {
+                n[len(prefix) + 1 :]: torch.as_tensor(np.asarray(a, np.float32))
+                for n, a in own.items()
+            }
         )
 
 
 def subtract_arrays(new: list[NDArray], old: list[NDArray]) -> list[NDArray]:
-    """The update a site sends: ``new - old`` per array (float32)."""
+    """Return the update a site sends: ``new - old`` per array (float32)."""
     return [np.asarray(n - o, dtype=np.float32) for n, o in zip(new, old, strict=True)]
 
 
 def add_arrays(base: list[NDArray], delta: list[NDArray]) -> list[NDArray]:
-    """The next global model: ``base + delta`` per array (float32)."""
+    """Return the next global model: ``base + delta`` per array (float32)."""
     return [np.asarray(b + d, dtype=np.float32) for b, d in zip(base, delta, strict=True)]
 
 

@@ -28,7 +28,7 @@ log = logging.getLogger("ssl_fed.fed.budget")
 
 
 def already_charged(ledger: PrivacyLedger, run_id: str, round: int) -> bool:
-    """True when the ledger holds an entry for this run's ``round``."""
+    """Return whether the ledger holds an entry for this run's ``round``."""
     return any(e.round == round for e in ledger.entries_for(run_id))
 
 
@@ -42,10 +42,10 @@ def can_train(
         log.warning("round %d of run %s was already charged here; declining it", round, run_id)
         return False
     schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs)
-    sigma = choose_noise(cfg, ledger, schedule, run_id)
     try:
+        sigma = choose_noise(cfg, ledger, schedule, run_id)
         ledger.check_affordable((sigma, schedule.sample_rate, schedule.steps))
-    except BudgetExceededError as err:
+    except (BudgetExceededError, ValueError) as err:
         log.warning("declining round %d: %s", round, err)
         return False
     return True

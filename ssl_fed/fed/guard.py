@@ -135,7 +135,9 @@ def make_guard_mod(
                 raise GuardError(f"message type {kind!r} is not allowed to reply")
         except GuardError as err:
             log.error("reply dropped by the guard: %s", err)
-            raise GuardError("reply dropped by the site's guard (reason logged at the site)") from None
+            raise GuardError(
+                "reply dropped by the site's guard (reason logged at the site)"
+            ) from None
         except Exception as err:
             log.exception("handler failed; nothing is sent")
             raise GuardError(f"site handler failed ({type(err).__name__})") from None

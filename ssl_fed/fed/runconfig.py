@@ -52,5 +52,5 @@ def run_config_overrides(run_config: Mapping[str, RunConfigValue]) -> list[str]:
 
 
 def from_run_config(run_config: Mapping[str, RunConfigValue]) -> RootConfig:
-    """Compose the defaults, apply ``run_config`` on top, validate: the apps' config under ``flwr run``."""
+    """Compose the defaults with ``run_config`` on top and validate (``flwr run`` apps)."""
     return load_config(run_config_overrides(run_config))

@@ -42,7 +42,7 @@ MAX_WEIGHT = 1.0
 
 
 def secure_label(cfg: AggregationConfig) -> str:
-    """The ``secure_aggregation`` value reported in metrics.json."""
+    """Return the ``secure_aggregation`` value reported in metrics.json."""
     return "flwr-secaggplus" if cfg.name == "secaggplus" else "off"
 
 
@@ -52,7 +52,7 @@ def quantization_bound(cfg: AggregationConfig) -> float:
 
 
 def client_mods(cfg: AggregationConfig) -> list[Mod]:
-    """The mods a site puts *outside* its guard on the train handler."""
+    """Return the mods a site puts *outside* its guard on the train handler."""
     return [secaggplus_mod] if cfg.name == "secaggplus" else []
 
 

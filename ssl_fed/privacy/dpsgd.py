@@ -9,6 +9,7 @@ the plain step.
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Protocol
 
 import torch
@@ -18,8 +19,19 @@ from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 
 from ssl_fed.privacy.grads import per_unit_gradients
+from ssl_fed.privacy.unit_hooks import per_unit_gradients_hooks, supports_unit_hooks
 from ssl_fed.tasks.base import PretextTask
 from ssl_fed.tasks.units import UnitPlan
+
+
+def noise_generator() -> torch.Generator:
+    """Return a generator for DP noise seeded from OS entropy (``secrets``), never from config.
+
+    Noise that anyone can regenerate from a public seed can be subtracted, which voids the
+    guarantee. Opacus' ``secure_mode`` would use a CSPRNG (torchcsprng), which is not available
+    here; a 63-bit OS-entropy seed for torch's Philox/MT generator is the documented compromise.
+    """
+    return torch.Generator().manual_seed(secrets.randbits(63))
 
 
 class PrivacyError(ValueError):
@@ -58,9 +70,11 @@ class PlainStep:
 class DPSGDStep:
     """DP-SGD step (Abadi et al., arXiv 1607.00133) over clipping units, via Opacus' DPOptimizer.
 
-    Per-unit gradients come from :func:`~ssl_fed.privacy.grads.per_unit_gradients` and are handed
-    to ``DPOptimizer`` as ``p.grad_sample`` (Opacus' ``no_op`` contract), which clips each unit
-    to C, sums, adds N(0, (sensitivity·σ·C)²) and divides by the expected batch size.
+    Per-unit gradients come from one batched pass with unit-summing hooks (``method="hooks"``,
+    :mod:`ssl_fed.privacy.unit_hooks`) or from ``torch.func`` over units (``method="vmap"``,
+    :mod:`ssl_fed.privacy.grads`), and are handed to ``DPOptimizer`` as ``p.grad_sample``
+    (Opacus' ``no_op`` contract), which clips each unit to C, sums, adds
+    N(0, (sensitivity·σ·C)²) and divides by the expected batch size.
 
     Notes
     -----
@@ -81,7 +95,13 @@ class DPSGDStep:
         sensitivity: float,
         expected_batch_size: int,
         chunk_size: int | None = None,
+        method: str = "vmap",
     ) -> None:
+        if method not in ("hooks", "vmap"):
+            raise ValueError(f"unknown per-unit gradient method {method!r}; valid: hooks, vmap")
+        if method == "hooks" and not supports_unit_hooks(task):
+            method = "vmap"
+        self.method = method
         self.task = task
         self.named = dict(task.trainable_named_parameters())
         self.optimizer = DPOptimizer(
@@ -90,6 +110,7 @@ class DPSGDStep:
             max_grad_norm=max_grad_norm,
             expected_batch_size=expected_batch_size,
             loss_reduction="mean",
+            generator=noise_generator(),
         )
         self.chunk_size = chunk_size
 
@@ -100,8 +121,7 @@ class DPSGDStep:
             grads = {n: torch.zeros(0, *p.shape) for n, p in self.named.items()}
             terms = {name: 0.0 for name in self.task.term_names()}
         else:
-            params = {n: p.detach() for n, p in self.named.items()}
-            grads, unit_terms = per_unit_gradients(self.task, params, views, mask, self.chunk_size)
+            grads, unit_terms = self._per_unit(views, mask)
             terms = {k: float(v.sum()) for k, v in unit_terms.items()}
         for name, param in self.named.items():
             assert grads[name].shape[0] == units, "one gradient row per clipping unit"
@@ -109,6 +129,14 @@ class DPSGDStep:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return terms
+
+
+    def _per_unit(self, views: torch.Tensor, mask: torch.Tensor
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        if self.method == "hooks":
+            return per_unit_gradients_hooks(self.task, views, mask)
+        params = {n: p.detach() for n, p in self.named.items()}
+        return per_unit_gradients(self.task, params, views, mask, self.chunk_size)
 
 
 def check_private_setup(model: nn.Module, plan: UnitPlan, *, delta: float, n: int) -> float:

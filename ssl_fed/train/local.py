@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import sys
 from dataclasses import dataclass
 
@@ -86,6 +87,18 @@ def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run
     )
 
 
+def mechanism_generator(cfg: RootConfig, round: int) -> torch.Generator:
+    """Return the generator for Poisson sampling and group ids: OS entropy under DP.
+
+    The subsampling amplification the accountant credits holds only if nobody can predict which
+    images were sampled, so under DP the seed comes from ``secrets`` and never from the public
+    ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
+    """
+    if cfg.privacy.enabled:
+        return torch.Generator().manual_seed(secrets.randbits(63))
+    return torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round)
+
+
 def build_step(
     task: PretextTask, cfg: RootConfig, plan: UnitPlan, sigma: float | None
 ) -> GradientStep:
@@ -107,6 +120,7 @@ def build_step(
         sensitivity=plan.sensitivity,
         expected_batch_size=cfg.train.batch_size,
         chunk_size=cfg.train.vmap_chunk_size,
+        method=cfg.privacy.grad_method,
     )
 
 
@@ -144,7 +158,7 @@ def train_local(
             sensitivity=plan.sensitivity,
         )
     step = build_step(task, cfg, plan, sigma)
-    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round)
+    gen = mechanism_generator(cfg, round)
     torch.manual_seed(cfg.train.seed * 1_000_003 + round)
     sums = {name: 0.0 for name in task.term_names()}
     seen = 0

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ssl_fed.privacy.grads import per_unit_gradients
+from ssl_fed.privacy.unit_hooks import per_unit_gradients_hooks
 from ssl_fed.tasks.units import gather_units
 from tests.helpers import tiny_task, views_for
 
@@ -20,8 +21,9 @@ def reference_gradient(task, unit_views, unit_mask):
     }
 
 
+@pytest.mark.parametrize("method", ["vmap", "hooks"])
 @pytest.mark.parametrize("name", ["rotation", "joint", "contrastive"])
-def test_per_unit_gradients_match_single_unit_reference(name):
+def test_per_unit_gradients_match_single_unit_reference(name, method):
     # Prepare: 7 images; rotation uses one image per unit, the others random padded groups
     task = tiny_task(name)
     views = views_for(task, 7)
@@ -34,7 +36,10 @@ def test_per_unit_gradients_match_single_unit_reference(name):
     params = {n: p.detach() for n, p in task.trainable_named_parameters()}
 
     # Execute
-    grads, _ = per_unit_gradients(task, params, unit_views, mask)
+    if method == "vmap":
+        grads, _ = per_unit_gradients(task, params, unit_views, mask)
+    else:
+        grads, _ = per_unit_gradients_hooks(task, unit_views, mask)
 
     # Assert: every unit's row equals autograd on that unit alone (all views inside the unit)
     for g in range(index.shape[0]):

@@ -96,3 +96,22 @@ def test_privacy_off_touches_no_ledger_and_reports_no_epsilon(tmp_path):
         float_task("contrastive"), site(), small_config(enabled=False), ledger=None, run_id="r"
     )
     assert result.epsilon is None and result.noise_multiplier is None
+
+
+def test_sampling_and_noise_are_not_reproducible_from_the_public_seed(tmp_path):
+    # Prepare: two private trainings with identical config, seed and initial weights
+    results = []
+    for name in ("a", "b"):
+        ledger = PrivacyLedger(tmp_path / name, budget=8.0, delta=1e-5)
+        results.append(train_local(float_task("rotation"), site(), small_config(), ledger=ledger,
+                                   run_id="r"))
+
+    # Assert: an adversary who knows train.seed cannot regenerate the noise
+    first, second = (r.encoder_state for r in results)
+    assert any(not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_privacy_off_is_reproducible_from_the_seed():
+    runs = [train_local(float_task("rotation"), site(), small_config(enabled=False), ledger=None,
+                        run_id="r").encoder_state for _ in range(2)]
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])

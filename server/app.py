@@ -1,0 +1,75 @@
+"""The ssl-fed ServerApp: config -> initial encoder -> strategy -> SecAgg+ rounds -> logging.
+
+Thin by design: sampling and averaging live in :mod:`server.strategy`, the SecAgg+ workflow in
+:mod:`ssl_fed.fed.secagg`, logging and checkpoints in :mod:`server.tracking`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import torch
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from server.strategy import SiteDeltaStrategy
+from server.tracking import RunTracker, load_checkpoint
+from ssl_fed.config import ConfigError, RootConfig
+from ssl_fed.fed import arrays as fa
+from ssl_fed.fed.runconfig import from_run_config
+from ssl_fed.fed.secagg import run_rounds
+from ssl_fed.models import build_model
+
+log = logging.getLogger("ssl_fed.server")
+
+
+def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
+    """Run (or resume) the federation described by ``cfg`` on ``grid``."""
+    torch.manual_seed(cfg.sim.seed)
+    tracker_cfg = cfg
+    ckpt = load_checkpoint(cfg.out) if cfg.resume else None
+    if cfg.resume and ckpt is None:
+        log.warning("resume=true but no checkpoint in %s: starting a new run", cfg.out)
+    if ckpt is None and not cfg.resume and (load_checkpoint(cfg.out) is not None):
+        raise ConfigError(
+            f"{cfg.out} already holds a run; pass resume=true to continue it, or use a new out="
+        )
+    run_id = ckpt["run_id"] if ckpt else (cfg.run_id or uuid.uuid4().hex[:12])
+    done = int(ckpt["round"]) if ckpt else 0
+    tracker = RunTracker(tracker_cfg, run_id, list(ckpt["history"]) if ckpt else [])
+    model = tracker.model
+    specs = fa.array_specs(model, cfg.aggregation.share_heads)
+    if ckpt:
+        arrays = [a.astype("float32") for a in ckpt["arrays"]]
+        log.info("resuming run %s after round %d", run_id, done)
+    else:
+        torch.manual_seed(cfg.sim.seed)
+        init = build_model(cfg.encoder, tracker.splits.train.channels)
+        arrays = fa.state_to_arrays(fa.federated_state(init, cfg.aggregation.share_heads))
+    last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
+    strategy = SiteDeltaStrategy(
+        cfg, arrays, specs, run_id=run_id, round_offset=done, on_round_end=tracker.end_round
+    )
+    strategy.grid = grid
+    if last > done:
+        run_rounds(grid, context, strategy, last - done, cfg.aggregation)
+    tracker.write_metrics(len(tracker.history) and int(tracker.history[-1]["round"]))
+    tracker.close()
+
+
+def make_server_app(cfg: RootConfig | None = None) -> ServerApp:
+    """Build the ServerApp; ``cfg=None`` composes it from the run config (``flwr run``)."""
+    app = ServerApp()
+
+    @app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_server(
+            grid, context, cfg if cfg is not None else from_run_config(dict(context.run_config))
+        )
+
+    return app
+
+
+app = make_server_app()
+"""The ServerApp ``flwr run`` loads (``[tool.flwr.app.components] serverapp``)."""

@@ -1,0 +1,1 @@
+"""Simulated federations: N virtual sites on one machine (see README.md)."""

@@ -1,0 +1,1 @@
+"""Deployment: PKI, site keys, and wrappers around Flower's SuperLink/SuperNode binaries."""
