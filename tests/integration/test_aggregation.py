@@ -38,6 +38,7 @@ def _simulate(
             f"aggregation={aggregation}",
             "aggregation.timeout=30",
             "eval.every=5",
+            *(extra or []),
         ]
     )
     torch.manual_seed(cfg.sim.seed)
