@@ -1,0 +1,230 @@
+"""Site side of ssl-fed's SecAgg+ (Bell et al., CCS 2020, Fig. 5, "User" steps), Flower-free.
+
+Each function takes the site's state and the server's request payload and returns the new state and
+the reply payload. The state round-trips through bytes (JSON), so a Flower mod can keep it in
+``Context.state`` between messages. Any malformed request raises :class:`ProtocolError`.
+
+Notes
+-----
+Guarantees a site enforces on its own, whatever the server asks:
+- it answers each stage at most once and only in order (advertise, share, collect, unmask);
+- it never reveals both the self-mask share and the mask-key share of the same peer, and never
+  reveals anything for itself;
+- it refuses to unmask when fewer than ``min_survivors`` inputs were collected (paper: abort if
+  ``|U| < t``), so a lone input can never be unmasked;
+- it masks with exactly the neighbours the server reported as having shared keys, and with all of
+  them even if a peer's share ciphertext was bad, so pairwise masks always cancel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ssl_fed.secagg import keys
+from ssl_fed.secagg.prg import derive_info, keystream_words
+from ssl_fed.secagg.setup import RoundSetup
+from ssl_fed.secagg.wire import (
+    Payload,
+    ProtocolError,
+    check_header,
+    get_bytes_list,
+    get_ids,
+    get_int,
+    header,
+    ids_to_bytes,
+)
+
+STAGES = ("advertise", "share", "collect", "unmask")
+
+
+@dataclass
+class ClientState:
+    """Secrets and bookkeeping of one site for one round (all bytes as hex for JSON)."""
+
+    node_id: int
+    setup: dict[str, Any]
+    sk_c: str
+    sk_s: str
+    seed: str
+    done: list[str] = field(default_factory=list)
+    peers: dict[str, list[str]] = field(default_factory=dict)
+    held: dict[str, list[str]] = field(default_factory=dict)
+    mask_ids: list[int] = field(default_factory=list)
+
+    def to_bytes(self) -> bytes:
+        """Serialise to JSON bytes for ``Context.state``."""
+        return json.dumps(asdict(self)).encode()
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> ClientState:
+        """Inverse of :meth:`to_bytes`."""
+        return ClientState(**json.loads(raw))
+
+    def round_setup(self) -> RoundSetup:
+        """Rebuild the round setup this state was created for."""
+        d = dict(self.setup)
+        d["round_id"] = bytes.fromhex(d["round_id"])
+        d["node_ids"] = bytes.fromhex(d["node_ids"])
+        d["graph_seed"] = bytes.fromhex(d["graph_seed"])
+        return RoundSetup.from_payload(d)
+
+    def advance(self, stage: str) -> None:
+        """Record that ``stage`` is answered; refuse repeats and out-of-order stages."""
+        expected = STAGES[len(self.done)] if len(self.done) < len(STAGES) else None
+        if stage != expected:
+            raise ProtocolError(f"stage {stage!r} out of order (expected {expected!r})")
+        self.done.append(stage)
+
+
+def _hexify(p: Payload) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in p.items()}
+
+
+def advertise(node_id: int, request: Payload) -> tuple[ClientState, Payload]:
+    """Stage 1: check the setup, draw two X25519 pairs and the self-mask seed ``b_i``."""
+    setup = RoundSetup.from_payload(request)
+    if node_id not in setup.node_ids:
+        raise ProtocolError(f"node {node_id} is not among the round's participants")
+    sk_c, pk_c = keys.generate_keypair()
+    sk_s, pk_s = keys.generate_keypair()
+    seed = os.urandom(32)
+    state = ClientState(node_id, _hexify(request), sk_c.hex(), sk_s.hex(), seed.hex())
+    state.advance("advertise")
+    reply = header("advertise", setup.round_id)
+    reply.update(
+        node_id=ids_to_bytes([node_id]),
+        pk_c=pk_c,
+        pk_s=pk_s,
+        commit=keys.commit_seed(setup.round_id, node_id, seed),
+    )
+    return state, reply
+
+
+def share(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
+    """Stage 2: Shamir-share ``b_i`` and ``s_i^SK`` to the live neighbours, encrypted pairwise."""
+    setup = state.round_setup()
+    check_header(request, "share", setup.round_id)
+    state.advance("share")
+    t0 = time.perf_counter()
+    me = state.node_id
+    ids = get_ids(request, "ids")
+    pk_c = get_bytes_list(request, "pk_c", len(ids), keys.KEY_BYTES)
+    pk_s = get_bytes_list(request, "pk_s", len(ids), keys.KEY_BYTES)
+    if not set(ids) <= set(setup.neighbours()[me]) or ids != sorted(ids):
+        raise ProtocolError("share request lists sites that are not my neighbours, or unsorted")
+    if len(ids) < setup.shape.t:
+        raise ProtocolError(
+            f"only {len(ids)} live neighbours, fewer than threshold {setup.shape.t}"
+        )
+    if len(set(pk_c + pk_s)) != 2 * len(ids):
+        raise ProtocolError("duplicate public keys among neighbours")
+    state.peers = {str(j): [a.hex(), b.hex()] for j, a, b in zip(ids, pk_c, pk_s, strict=True)}
+    b_sh = keys.split_secret(bytes.fromhex(state.seed), setup.shape.t, len(ids))
+    s_sh = keys.split_secret(bytes.fromhex(state.sk_s), setup.shape.t, len(ids))
+    t1 = time.perf_counter()
+    sk_c = bytes.fromhex(state.sk_c)
+    cts = [
+        keys.encrypt_pair(sk_c, pk_c[n], setup.round_id, me, j, b_sh[n] + s_sh[n])
+        for n, j in enumerate(ids)
+    ]
+    reply = header("share", setup.round_id)
+    reply.update(
+        node_id=ids_to_bytes([me]),
+        ids=ids_to_bytes(ids),
+        cts=cts,
+        t_shamir=t1 - t0,
+        t_encrypt=time.perf_counter() - t1,
+    )
+    return state, reply
+
+
+def mask(
+    state: ClientState, request: Payload, encoded: NDArray[np.unsignedinteger]
+) -> tuple[ClientState, Payload]:
+    """Stage 3: store decrypted shares and return ``y_i = x_i + PRG(b_i) + Σ ±PRG(s_ij) mod 2^b``.
+
+    ``encoded`` is the site's weighted fixed-point vector from
+    :func:`ssl_fed.secagg.quantize.encode_weighted`. The sign is ``+`` when ``i < j``, so the pair's
+    two masks cancel in the sum (paper §3, eq. for ``y_u``).
+    """
+    setup = state.round_setup()
+    check_header(request, "collect", setup.round_id)
+    state.advance("collect")
+    me = state.node_id
+    ids = get_ids(request, "ids")
+    cts = get_bytes_list(request, "cts", len(ids))
+    if not set(ids) <= {int(j) for j in state.peers}:
+        raise ProtocolError("collect request lists sites that did not receive my shares")
+    if len(ids) < setup.shape.t:
+        raise ProtocolError(f"only {len(ids)} neighbours shared keys, fewer than t={setup.shape.t}")
+    if encoded.dtype != setup.dtype or encoded.shape != (setup.dim + 1,):
+        raise ValueError(f"encoded vector must be {setup.dtype.__name__}[{setup.dim + 1}]")
+    t0 = time.perf_counter()
+    sk_c = bytes.fromhex(state.sk_c)
+    for j, ct in zip(ids, cts, strict=True):
+        try:
+            pt = keys.decrypt_pair(
+                sk_c, bytes.fromhex(state.peers[str(j)][0]), setup.round_id, j, me, ct
+            )
+        except ValueError:
+            continue
+        state.held[str(j)] = [pt[: keys.SHARE_BYTES].hex(), pt[keys.SHARE_BYTES :].hex()]
+    t1 = time.perf_counter()
+    dtype, length = setup.dtype, setup.dim + 1
+    y = encoded.copy()
+    y += keystream_words(
+        bytes.fromhex(state.seed), derive_info(setup.round_id, "self-mask", me), length, dtype
+    )
+    sk_s = bytes.fromhex(state.sk_s)
+    for j in ids:
+        shared = keys.agree(sk_s, bytes.fromhex(state.peers[str(j)][1]))
+        m = keystream_words(
+            shared, derive_info(setup.round_id, "pair-mask", min(me, j), max(me, j)), length, dtype
+        )
+        if me < j:
+            y += m
+        else:
+            y -= m
+    state.mask_ids = ids
+    reply = header("collect", setup.round_id)
+    reply.update(
+        node_id=ids_to_bytes([me]), masked=y, t_encrypt=t1 - t0, t_mask=time.perf_counter() - t1
+    )
+    return state, reply
+
+
+def unmask(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
+    """Stage 4: reveal ``b_j`` shares of survivors and ``s_j^SK`` shares of dropped sites."""
+    setup = state.round_setup()
+    check_header(request, "unmask", setup.round_id)
+    state.advance("unmask")
+    alive, dropped = get_ids(request, "survivors"), get_ids(request, "dropped")
+    total = get_int(request, "num_survivors", 0, setup.shape.n)
+    if total < setup.shape.min_survivors:
+        raise ProtocolError(
+            f"only {total} inputs collected, fewer than {setup.shape.min_survivors}"
+        )
+    if set(alive) & set(dropped) or state.node_id in set(alive) | set(dropped):
+        raise ProtocolError("a site is listed both as survivor and as dropped, or I am listed")
+    if not set(dropped) <= set(state.mask_ids):
+        raise ProtocolError("dropped list names a site that never shared keys with me")
+    t0 = time.perf_counter()
+    b_ids = [j for j in alive if str(j) in state.held]
+    s_ids = [j for j in dropped if str(j) in state.held]
+    reply = header("unmask", setup.round_id)
+    reply.update(
+        node_id=ids_to_bytes([state.node_id]),
+        b_ids=ids_to_bytes(b_ids),
+        b_shares=[bytes.fromhex(state.held[str(j)][0]) for j in b_ids],
+        s_ids=ids_to_bytes(s_ids),
+        s_shares=[bytes.fromhex(state.held[str(j)][1]) for j in s_ids],
+    )
+    reply["t_shamir"] = time.perf_counter() - t0
+    return state, reply

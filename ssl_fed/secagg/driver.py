@@ -1,0 +1,161 @@
+"""Drive one SecAgg+ round over Flower 1.42's Message API (``Grid.send_and_receive``).
+
+Each protocol stage is one batch of TRAIN messages carrying a ``ConfigRecord`` under
+:data:`RECORD` (the masked vector travels in an ``ArrayRecord`` under :data:`MASKED`). The
+masked-input stage also carries the caller's train content (global arrays and config) so the site's
+train handler runs inside :func:`ssl_fed.secagg.mod.secagg_mod`. Every stage waits at most its
+timeout; a site that does not answer in time, answers with an error, or answers malformed is
+dropped for the rest of the round, and the protocol tolerates it if enough neighbours survive.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.serverapp import Grid
+
+from ssl_fed.secagg.params import SecAggConfig
+from ssl_fed.secagg.result import AggregateResult, Skipped
+from ssl_fed.secagg.server import SecAggServer
+from ssl_fed.secagg.setup import ArraySpec
+from ssl_fed.secagg.wire import Payload
+
+RECORD = "secagg"
+MASKED = "secagg.masked"
+
+
+def spec_from_arrays(arrays: ArrayRecord) -> ArraySpec:
+    """List (name, shape) of an ArrayRecord in order: what the sites must send back."""
+    return [(name, tuple(arr.shape)) for name, arr in arrays.items()]
+
+
+def to_array_record(result: AggregateResult, dtype: type[np.floating] = np.float32) -> ArrayRecord:
+    """Convert the aggregate to an ArrayRecord (spec names and order), cast to ``dtype``."""
+    return ArrayRecord(
+        {k: Array(np.ascontiguousarray(v, dtype=dtype)) for k, v in result.arrays.items()}
+    )
+
+
+def _pack(payload: Payload, extra: RecordDict | None = None) -> RecordDict:
+    rd = RecordDict() if extra is None else RecordDict(dict(extra.items()))
+    rd[RECORD] = ConfigRecord({k: v for k, v in payload.items() if k != "masked"})
+    return rd
+
+
+def _unpack(msg: Message, timings: dict[str, float]) -> Payload | None:
+    if msg.has_error() or RECORD not in msg.content.config_records:
+        return None
+    payload: dict[str, Any] = dict(msg.content.config_records[RECORD])
+    if MASKED in msg.content.array_records:
+        t0 = time.perf_counter()
+        try:
+            payload["masked"] = msg.content.array_records[MASKED]["masked"].numpy()
+        except (KeyError, ValueError, TypeError):
+            payload["masked"] = None
+        timings["server.serialize"] = (
+            timings.get("server.serialize", 0.0) + time.perf_counter() - t0
+        )
+    return payload
+
+
+def _send_and_receive(grid: Grid, msgs: list[Message], timeout: float) -> list[Message]:
+    """``Grid.send_and_receive`` with back-off polling (5 ms doubling to 100 ms).
+
+    Flower's in-memory grid sleeps a fixed 100 ms between pulls, which costs up to 100 ms per stage
+    and SecAgg+ has four stages; pulling early and backing off keeps the small key stages cheap
+    without hammering a remote SuperLink.
+    """
+    pending = set(grid.push_messages(msgs))
+    end = time.monotonic() + timeout
+    out: list[Message] = []
+    delay = 0.005
+    while pending:
+        got = list(grid.pull_messages(pending))
+        out.extend(got)
+        pending.difference_update(m.metadata.reply_to_message_id for m in got)
+        if not pending or time.monotonic() >= end:
+            break
+        time.sleep(min(delay, max(0.0, end - time.monotonic())))
+        delay = min(0.1, delay * 2)
+    return out
+
+
+def run_secagg_round(
+    grid: Grid,
+    node_ids: list[int],
+    train_content: RecordDict,
+    spec: ArraySpec,
+    cfg: SecAggConfig,
+    *,
+    message_type: str = MessageType.TRAIN,
+    group_id: str = "",
+) -> AggregateResult | Skipped:
+    """Run SecAgg+ with the sampled ``node_ids`` and return the weighted mean or a skip.
+
+    Parameters
+    ----------
+    grid : Grid
+        The ServerApp's grid.
+    node_ids : list[int]
+        Sampled sites (at least 3); each must run :func:`ssl_fed.secagg.mod.secagg_mod`.
+    train_content : RecordDict
+        What a plain train message would carry (e.g. ``{"arrays": ..., "config": ...}``); it
+        reaches the site's train handler unchanged in the masked-input stage.
+    spec : ArraySpec
+        Names and shapes the sites must return (:func:`spec_from_arrays` of the global model).
+    cfg : SecAggConfig
+        Clipping, bits, graph degree, threshold, timeouts and reply keys.
+    message_type : str
+        ``"train"`` or a named train action such as ``"train.secagg"``.
+    group_id : str
+        Flower group id of the stage messages (e.g. the server round).
+
+    Returns
+    -------
+    AggregateResult | Skipped
+        On skip, keep the model unchanged; ``reason`` says why (e.g. too few survivors).
+    """
+    server = SecAggServer(node_ids, spec, cfg)
+    timings: dict[str, float] = {}
+    t_round = time.perf_counter()
+
+    def exchange(
+        stage: str, requests: dict[int, Payload], timeout: float, extra: RecordDict | None = None
+    ) -> dict[int, Payload]:
+        t0 = time.perf_counter()
+        msgs = [
+            Message(_pack(p, extra), dst_node_id=nid, message_type=message_type, group_id=group_id)
+            for nid, p in requests.items()
+        ]
+        replies: dict[int, Payload] = {}
+        for rep in _send_and_receive(grid, msgs, timeout):
+            src = rep.metadata.src_node_id
+            payload = _unpack(rep, timings)
+            if payload is not None and src in requests and src not in replies:
+                replies[src] = payload
+        timings[f"stage.{stage}"] = time.perf_counter() - t0
+        return replies
+
+    steps = (
+        ("advertise", server.advertise_requests, server.accept_advertise, cfg.stage_timeout),
+        ("share", server.share_requests, server.accept_shares, cfg.stage_timeout),
+        ("collect", server.collect_requests, server.accept_masked, cfg.train_timeout),
+    )
+    for stage, make, accept, timeout in steps:
+        requests = make()
+        if stage == "collect":
+            for p in requests.values():
+                p.update(array_key=cfg.array_key, weight_key=cfg.weight_key)
+        replies = exchange(stage, requests, timeout, train_content if stage == "collect" else None)
+        skip = accept(replies)
+        if skip is not None:
+            skip.timings.update(timings)
+            return skip
+    server.accept_unmask(exchange("unmask", server.unmask_requests(), cfg.stage_timeout))
+    result = server.finish()
+    result.timings.update(timings)
+    result.timings["round"] = time.perf_counter() - t_round
+    return result

@@ -1,0 +1,50 @@
+"""Outcomes of a secure-aggregation round: an aggregate, or a clean skip with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass
+class AggregateResult:
+    """The unmasked weighted mean and what the server learned along the way.
+
+    Attributes
+    ----------
+    arrays : dict[str, NDArray[np.float64]]
+        Weighted mean ``Σ w_i x_i / Σ w_i`` over ``survivors``, in the spec's names and shapes.
+    total_weight : int
+        ``Σ w_i`` over the survivors (the only other value revealed).
+    survivors : list[int]
+        Sites whose masked input entered the sum.
+    dropped : list[int]
+        Sites that shared keys but whose input is not in the sum (timeout or rejected).
+    rejected : dict[int, str]
+        Sites whose messages broke the protocol, with the reason (a subset of the non-survivors).
+    error_bound : float
+        Per-coordinate bound on the quantization error vs the exact weighted mean of clipped inputs.
+    timings : dict[str, float]
+        Seconds per stage (server wall time) and per cost category (server and summed site time).
+    """
+
+    arrays: dict[str, NDArray[np.float64]]
+    total_weight: int
+    survivors: list[int]
+    dropped: list[int]
+    rejected: dict[int, str]
+    error_bound: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Skipped:
+    """The round produced no aggregate; the caller keeps the model unchanged and counts the skip."""
+
+    reason: str
+    stage: str
+    survivors: list[int] = field(default_factory=list)
+    rejected: dict[int, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)

@@ -1,0 +1,318 @@
+"""Server side of ssl-fed's SecAgg+ (Bell et al., CCS 2020, Fig. 5, "Server" steps), Flower-free.
+
+:class:`SecAggServer` builds each stage's requests and validates each stage's replies. A reply that
+breaks the protocol (wrong field, size, id, dtype or shape) rejects *that site* and is recorded with
+the reason; it never raises. After every stage the round either continues or ends as
+:class:`~ssl_fed.secagg.result.Skipped` (too few sites left, or a secret that cannot be rebuilt).
+
+Notes
+-----
+What the server learns: public keys, commitments to self-mask seeds, ciphertexts it cannot read,
+masked vectors (uniform on ``Z_{2^b}`` without the seeds), and for each survivor its seed ``b_i``
+(which removes only the self-mask: pairwise masks with surviving neighbours stay) or for each
+dropped site its mask key ``s_j^SK`` (which removes only masks towards survivors of a dropped
+input). It never requests both secrets of one site, and sites refuse to reveal both (client.py).
+Hence it learns ``Σ w_i x_i`` and ``Σ w_i`` over the survivors only (paper Thm. 3.6,
+honest-but-curious server; an actively malicious server needs the paper's §5 consistency checks,
+which are not implemented).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ssl_fed.secagg import keys
+from ssl_fed.secagg.params import SecAggConfig, resolve_round
+from ssl_fed.secagg.prg import derive_info, keystream_words
+from ssl_fed.secagg.quantize import decode_mean, quantization_bound
+from ssl_fed.secagg.result import AggregateResult, Skipped
+from ssl_fed.secagg.setup import ArraySpec, RoundSetup
+from ssl_fed.secagg.wire import (
+    Payload,
+    ProtocolError,
+    check_header,
+    get_bytes,
+    get_bytes_list,
+    get_ids,
+    header,
+    ids_to_bytes,
+)
+
+MAX_SUBSETS = 64
+SITE_TIMINGS = ("t_shamir", "t_encrypt", "t_mask", "t_train", "t_serialize", "t_encode")
+
+
+class SecAggServer:
+    """One round of SecAgg+ at the server: requests out, validated replies in."""
+
+    def __init__(
+        self, node_ids: list[int], spec: ArraySpec, cfg: SecAggConfig, round_id: bytes | None = None
+    ) -> None:
+        ids = sorted(set(node_ids))
+        if len(ids) != len(node_ids):
+            raise ValueError("node_ids contain duplicates; sample each site once")
+        self.setup = RoundSetup(
+            round_id or os.urandom(16),
+            ids,
+            resolve_round(len(ids), cfg),
+            cfg.clip_range,
+            cfg.max_weight,
+            os.urandom(16),
+            spec,
+        )
+        self.nbrs = self.setup.neighbours()
+        self.rejected: dict[int, str] = {}
+        self.keys: dict[int, tuple[bytes, bytes, bytes]] = {}
+        self.live: dict[int, list[int]] = {}
+        self.cts: dict[int, dict[int, bytes]] = {}
+        self.forwarded: dict[int, list[int]] = {}
+        self.masked: dict[int, NDArray[np.unsignedinteger]] = {}
+        self.b_shares: dict[int, dict[int, bytes]] = {}
+        self.s_shares: dict[int, dict[int, bytes]] = {}
+        self.timings: dict[str, float] = {}
+
+    def _add_time(self, key: str, seconds: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + seconds
+
+    def _accept(
+        self,
+        replies: dict[int, Payload],
+        expected: set[int],
+        stage: str,
+        handle: Callable[[int, Payload], None],
+    ) -> None:
+        for nid, p in replies.items():
+            if nid not in expected:
+                continue
+            try:
+                check_header(p, stage, self.setup.round_id)
+                if get_bytes(p, "node_id", 8) != ids_to_bytes([nid]):
+                    raise ProtocolError("payload claims another site's id")
+                handle(nid, p)
+                for key in SITE_TIMINGS:
+                    if isinstance(p.get(key), float):
+                        self._add_time(f"sites.{key[2:]}", float(p[key]))
+            except (ProtocolError, ValueError) as err:
+                self.rejected[nid] = f"{stage}: {err}"
+
+    def _skip_if_few(self, alive: list[int], stage: str) -> Skipped | None:
+        if len(alive) >= self.setup.shape.min_survivors:
+            return None
+        return Skipped(
+            f"{len(alive)} sites left after {stage}, need {self.setup.shape.min_survivors}",
+            stage,
+            alive,
+            dict(self.rejected),
+            dict(self.timings),
+        )
+
+    def advertise_requests(self) -> dict[int, Payload]:
+        """Stage 1 requests: the round setup, to every sampled site."""
+        p = self.setup.to_payload()
+        return {i: p for i in self.setup.node_ids}
+
+    def accept_advertise(self, replies: dict[int, Payload]) -> Skipped | None:
+        """Record public keys and seed commitments; reject malformed or duplicate keys."""
+
+        def handle(nid: int, p: Payload) -> None:
+            pk_c, pk_s = get_bytes(p, "pk_c", 32), get_bytes(p, "pk_s", 32)
+            keys.agree(os.urandom(32), pk_c), keys.agree(os.urandom(32), pk_s)
+            if pk_c == pk_s or any({pk_c, pk_s} & {k[0], k[1]} for k in self.keys.values()):
+                raise ProtocolError("public key reused from another site or role")
+            self.keys[nid] = (pk_c, pk_s, get_bytes(p, "commit", 32))
+
+        self._accept(replies, set(self.setup.node_ids), "advertise", handle)
+        alive = set(self.keys)
+        while True:
+            thin = {i for i in alive if len(alive & set(self.nbrs[i])) < self.setup.shape.t}
+            if not thin:
+                break
+            alive -= thin
+        self.live = {i: sorted(alive & set(self.nbrs[i])) for i in sorted(alive)}
+        return self._skip_if_few(sorted(alive), "advertise")
+
+    def share_requests(self) -> dict[int, Payload]:
+        """Stage 2 requests: each site's live neighbours and their public keys."""
+        out = {}
+        for i, ids in self.live.items():
+            p = header("share", self.setup.round_id)
+            p.update(
+                ids=ids_to_bytes(ids),
+                pk_c=[self.keys[j][0] for j in ids],
+                pk_s=[self.keys[j][1] for j in ids],
+            )
+            out[i] = p
+        return out
+
+    def accept_shares(self, replies: dict[int, Payload]) -> Skipped | None:
+        """Record one ciphertext per live neighbour from each site."""
+
+        def handle(nid: int, p: Payload) -> None:
+            if get_ids(p, "ids") != self.live[nid]:
+                raise ProtocolError("share reply is not addressed to exactly my live neighbours")
+            cts = get_bytes_list(p, "cts", len(self.live[nid]), keys.PAIR_CIPHERTEXT_BYTES)
+            self.cts[nid] = dict(zip(self.live[nid], cts, strict=True))
+
+        self._accept(replies, set(self.live), "share", handle)
+        return self._skip_if_few(sorted(self.cts), "share")
+
+    def collect_requests(self) -> dict[int, Payload]:
+        """Stage 3 requests: ciphertexts addressed to each site from neighbours that shared."""
+        out = {}
+        for i in self.cts:
+            senders = [j for j in self.live[i] if j in self.cts]
+            self.forwarded[i] = senders
+            p = header("collect", self.setup.round_id)
+            p.update(ids=ids_to_bytes(senders), cts=[self.cts[j][i] for j in senders])
+            out[i] = p
+        return out
+
+    def accept_masked(self, replies: dict[int, Payload]) -> Skipped | None:
+        """Record masked vectors of the exact dtype and length."""
+        want = (self.setup.dim + 1,)
+
+        def handle(nid: int, p: Payload) -> None:
+            y = p.get("masked")
+            if not isinstance(y, np.ndarray) or y.dtype != self.setup.dtype or y.shape != want:
+                raise ProtocolError(
+                    f"masked vector must be {self.setup.dtype.__name__}{list(want)}"
+                )
+            self.masked[nid] = y
+
+        self._accept(replies, set(self.forwarded), "collect", handle)
+        return self._skip_if_few(sorted(self.masked), "collect")
+
+    def unmask_requests(self) -> dict[int, Payload]:
+        """Stage 4 requests, to survivors only: which neighbours survived and which dropped."""
+        out = {}
+        for i in self.masked:
+            p = header("unmask", self.setup.round_id)
+            near = self.forwarded[i]
+            p.update(
+                survivors=ids_to_bytes([j for j in near if j in self.masked]),
+                dropped=ids_to_bytes([j for j in near if j not in self.masked]),
+                num_survivors=len(self.masked),
+            )
+            out[i] = p
+        return out
+
+    def accept_unmask(self, replies: dict[int, Payload]) -> None:
+        """Record shares; each must carry the x-coordinate the owner assigned to this holder."""
+
+        def handle(nid: int, p: Payload) -> None:
+            got: list[tuple[dict[int, dict[int, bytes]], int, bytes]] = []
+            for kind, store in (("b", self.b_shares), ("s", self.s_shares)):
+                ids = get_ids(p, f"{kind}_ids")
+                shares = get_bytes_list(p, f"{kind}_shares", len(ids), keys.SHARE_BYTES)
+                for owner, sh in zip(ids, shares, strict=True):
+                    wanted = (owner in self.masked) == (kind == "b")
+                    if owner not in self.cts or nid not in self.live[owner] or not wanted:
+                        raise ProtocolError(f"unrequested share for site {owner}")
+                    if keys.share_index(sh) != self.live[owner].index(nid) + 1:
+                        raise ProtocolError(f"share for site {owner} has the wrong index")
+                    got.append((store, owner, sh))
+            for store, owner, sh in got:
+                store.setdefault(owner, {})[nid] = sh
+
+        self._accept(replies, set(self.masked), "unmask", handle)
+
+    def _rebuild(self, shares: dict[int, bytes], check: Callable[[bytes], bool]) -> bytes | None:
+        holders = sorted(shares)
+        for combo in itertools.islice(
+            itertools.combinations(holders, self.setup.shape.t), MAX_SUBSETS
+        ):
+            try:
+                secret = keys.combine_secret([shares[h] for h in combo])
+            except ValueError:
+                continue
+            if len(secret) == 32 and check(secret):
+                return secret
+        return None
+
+    def finish(self) -> AggregateResult | Skipped:
+        """Rebuild the secrets, strip all masks from the sum of survivors' inputs, decode."""
+        s, rid = self.setup, self.setup.round_id
+        alive = sorted(self.masked)
+        gone = [
+            j
+            for j in self.cts
+            if j not in self.masked and any(j in self.forwarded[i] for i in alive)
+        ]
+        t0 = time.perf_counter()
+        seeds: dict[int, bytes] = {}
+        for i in alive:
+            got = self._rebuild(
+                self.b_shares.get(i, {}),
+                partial(self._seed_ok, i),
+            )
+            if got is None:
+                return self._fail(f"cannot rebuild self-mask seed of site {i}", alive)
+            seeds[i] = got
+        sks: dict[int, bytes] = {}
+        for j in gone:
+            got = self._rebuild(
+                self.s_shares.get(j, {}),
+                partial(self._key_ok, j),
+            )
+            if got is None:
+                return self._fail(f"cannot rebuild mask key of dropped site {j}", alive)
+            sks[j] = got
+        t1 = time.perf_counter()
+        total = np.zeros(s.dim + 1, dtype=s.dtype)
+        for i in alive:
+            total += self.masked[i]
+            total -= keystream_words(seeds[i], derive_info(rid, "self-mask", i), s.dim + 1, s.dtype)
+        for j, sk in sks.items():
+            for i in alive:
+                if j not in self.forwarded[i]:
+                    continue
+                shared = keys.agree(sk, self.keys[i][1])
+                m = keystream_words(
+                    shared, derive_info(rid, "pair-mask", min(i, j), max(i, j)), s.dim + 1, s.dtype
+                )
+                if i < j:
+                    total -= m
+                else:
+                    total += m
+        t2 = time.perf_counter()
+        self._add_time("server.shamir", t1 - t0)
+        self._add_time("server.mask", t2 - t1)
+        try:
+            mean, weight = decode_mean(total, s.clip_range, s.shape.value_bits)
+        except ValueError as err:
+            return self._fail(str(err), alive)
+        arrays, pos = {}, 0
+        for name, shape in s.spec:
+            size = int(np.prod(shape, dtype=np.int64))
+            arrays[name] = mean[pos : pos + size].reshape(shape)
+            pos += size
+        return AggregateResult(
+            arrays,
+            weight,
+            alive,
+            sorted(set(s.node_ids) - set(alive)),
+            dict(self.rejected),
+            quantization_bound(s.clip_range, s.shape.value_bits),
+            dict(self.timings),
+        )
+
+    def _seed_ok(self, node: int, seed: bytes) -> bool:
+        return keys.commit_seed(self.setup.round_id, node, seed) == self.keys[node][2]
+
+    def _key_ok(self, node: int, sk: bytes) -> bool:
+        return keys.public_from_secret(sk) == self.keys[node][1]
+
+    def _fail(self, reason: str, alive: list[int]) -> Skipped:
+        return Skipped(reason, "unmask", alive, dict(self.rejected), dict(self.timings))
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes of the participant sets U1..U3 (for logs)."""
+        return {"U1": len(self.keys), "U2": len(self.cts), "U3": len(self.masked)}
