@@ -68,6 +68,7 @@ class TaskConfig:
     group_size: int = 4
     lambda_rot: float = 1.0
     lambda_con: float = 1.0
+    multiplicity: int = 1
 
 
 @dataclass
@@ -93,6 +94,7 @@ class PrivacyConfig:
     accountant: str = "rdp"
     noise_multiplier: float | None = None
     grad_method: str = "vmap"
+    trainable: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -135,16 +137,27 @@ class SimConfig:
 
 @dataclass
 class AggregationConfig:
-    """How site updates are combined: ``secaggplus`` (default) or ``plain`` (comparison only)."""
+    """How site updates are combined (``configs/aggregation/*.yaml`` explains every key).
 
-    name: str = "secaggplus"
-    num_shares: int = 3
-    reconstruction_threshold: int = 2
+    ``secagg`` (default): ssl-fed's own SecAgg+ (:mod:`ssl_fed.secagg`; ``neighbours``,
+    ``threshold``, ``value_bits``, ``stage_timeout``). ``flower-secaggplus``: Flower's stock
+    SecAgg+ on the legacy stack, for comparison (``num_shares``, ``reconstruction_threshold``,
+    ``quantization_range``). ``plain``: no secure aggregation, comparison only. Shared:
+    ``clipping_range`` (bound on |delta| per value), ``timeout`` (the train/masked-input stage).
+    """
+
+    name: str = "secagg"
     clipping_range: float = 0.5
-    quantization_range: int = 4194304
     timeout: float = 120.0
     share_heads: bool = False
     query_timeout: float = 60.0
+    neighbours: int | None = None
+    threshold: int | None = None
+    value_bits: int | None = None
+    stage_timeout: float = 60.0
+    num_shares: int = 3
+    reconstruction_threshold: int = 2
+    quantization_range: int = 4194304
 
 
 @dataclass
@@ -243,6 +256,8 @@ def validate_config(cfg: RootConfig) -> None:
     _require(t.temperature > 1e-3, "task.temperature", t.temperature, "use a value > 0.001")
     _require(t.negatives in {"group", "batch"}, "task.negatives", t.negatives, "group|batch")
     _require(t.group_size >= 1, "task.group_size", t.group_size, "use >= 1")
+    _require(1 <= t.multiplicity <= 16, "task.multiplicity", t.multiplicity,
+             "use 1 (off) to 16 augmented view sets per image")
     _require(
         t.lambda_rot >= 0 and t.lambda_con >= 0,
         "task.lambda_*",
@@ -324,10 +339,11 @@ def validate_federation(cfg: RootConfig) -> None:
         "use a round >= 1 or null",
     )
     _require(
-        a.name in {"secaggplus", "plain"},
+        a.name in AGGREGATIONS,
         "aggregation.name",
         a.name,
-        "use secaggplus (default) or plain (no secure aggregation; comparison only)",
+        "use secagg (default), flower-secaggplus (Flower's stock SecAgg+, comparison) or plain "
+        "(no secure aggregation; comparison only)",
     )
     _require(a.num_shares >= 3, "aggregation.num_shares", a.num_shares, "use >= 3")
     _require(
@@ -345,6 +361,15 @@ def validate_federation(cfg: RootConfig) -> None:
     )
     _require(a.timeout > 0, "aggregation.timeout", a.timeout, "use a timeout in seconds > 0")
     _require(a.query_timeout > 0, "aggregation.query_timeout", a.query_timeout, "use > 0 s")
+    _require(a.stage_timeout > 0, "aggregation.stage_timeout", a.stage_timeout, "use > 0 s")
+    if a.name == "secagg":
+        from ssl_fed.fed.secagg import check_secagg_config
+
+        check_secagg_config(cfg)
+
+
+AGGREGATIONS = ("secagg", "flower-secaggplus", "plain")
+"""Valid ``aggregation.name`` values; the first is the default."""
 
 
 def epsilon_budget(cfg: PrivacyConfig) -> float:

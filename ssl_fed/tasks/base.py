@@ -50,12 +50,39 @@ class PretextTask(nn.Module, ABC):
         self.augment = ContrastiveAugment(augment, image_size, channels)
 
     @abstractmethod
-    def make_views(self, images: torch.Tensor) -> torch.Tensor:
-        """Return the views of each image ``[B, V, C, H, W]`` (random, made without gradients)."""
+    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
+        """Return one random set of views per image ``[B, V, C, H, W]`` (made without gradients)."""
 
     @abstractmethod
+    def unit_terms(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Return the named loss terms for ``[G, M, V, ...]`` views, each ``[G]``."""
+
+    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+        """Views of each image: ``[B, V, ...]``, or ``[B, K, V, ...]`` with multiplicity K > 1.
+
+        Augmentation multiplicity (De et al., "Unlocking High-Accuracy Differentially Private
+        Image Classification through Scale", arXiv 2204.13650): K independent view sets of the
+        same image, whose losses are averaged *inside* the image's unit before clipping, so the
+        gradient is less noisy per unit while one image still moves the sum by at most C.
+        """
+        k = self.cfg.multiplicity
+        if k == 1:
+            return self.make_view_set(images)
+        return torch.stack([self.make_view_set(images) for _ in range(k)], dim=1)
+
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Return the named loss terms, each ``[G]`` (summed over the unit's real images)."""
+        """Per-unit loss terms ``{name: [G]}`` for ``[G, M, V, ...]`` or ``[G, M, K, V, ...]``.
+
+        With K view sets, each set forms its own copy of the unit (negatives of a contrastive
+        term come from the same set, never another augmentation of the same image) and the K
+        copies' terms are averaged, so the unit's loss is still one function of its own images.
+        """
+        if views.ndim == 6:
+            return self.unit_terms(views, mask)
+        g, m, k = views.shape[:3]
+        folded = views.transpose(1, 2).reshape(g * k, m, *views.shape[3:])
+        terms = self.unit_terms(folded, mask.repeat_interleave(k, dim=0))
+        return {name: value.reshape(g, k).mean(dim=1) for name, value in terms.items()}
 
     def weights(self) -> dict[str, float]:
         """Weight of each loss term in the total loss."""

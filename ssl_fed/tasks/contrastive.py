@@ -52,7 +52,7 @@ class ContrastiveTask(PretextTask):
     couples_examples = True
     heads = ("projection",)
 
-    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
         """Return two independent random views of each image."""
         return torch.stack([self.augment(images), self.augment(images)], dim=1)
 
@@ -60,6 +60,6 @@ class ContrastiveTask(PretextTask):
         """One term: ``contrastive``."""
         return ("contrastive",)
 
-    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def unit_terms(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``{"contrastive": [G]}``."""
         return {"contrastive": nt_xent_terms(self, self.embed(views), mask)}

@@ -29,7 +29,7 @@ class JointTask(PretextTask):
     couples_examples = True
     heads = ("rotation", "projection")
 
-    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
         """Return ``[rot0(v1), rot90(v1), rot180(v1), rot270(v1), v2]`` per image."""
         first = rotate_four(self.augment(images))
         return torch.cat([first, self.augment(images).unsqueeze(1)], dim=1)
@@ -42,7 +42,7 @@ class JointTask(PretextTask):
         """``lambda_rot`` and ``lambda_con`` from the config."""
         return {"rotation": self.cfg.lambda_rot, "contrastive": self.cfg.lambda_con}
 
-    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def unit_terms(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``{"rotation": [G], "contrastive": [G]}``."""
         h = self.embed(views)
         pair = torch.stack([h[:, :, 0], h[:, :, 4]], dim=2)

@@ -35,7 +35,7 @@ class RotationTask(PretextTask):
     couples_examples = False
     heads = ("rotation",)
 
-    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
         """Return the 4 rotations of one random view of each image."""
         return rotate_four(self.augment(images))
 
@@ -43,6 +43,6 @@ class RotationTask(PretextTask):
         """One term: ``rotation``."""
         return ("rotation",)
 
-    def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def unit_terms(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return ``{"rotation": [G]}``."""
         return {"rotation": rotation_terms(self, self.embed(views), mask)}
