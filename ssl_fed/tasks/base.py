@@ -58,7 +58,7 @@ class PretextTask(nn.Module, ABC):
         """Return the named loss terms for ``[G, M, V, ...]`` views, each ``[G]``."""
 
     def make_views(self, images: torch.Tensor) -> torch.Tensor:
-        """Views of each image: ``[B, V, ...]``, or ``[B, K, V, ...]`` with multiplicity K > 1.
+        """Return the views of each image: ``[B, V, ...]``, or ``[B, K, V, ...]`` when K > 1.
 
         Augmentation multiplicity (De et al., "Unlocking High-Accuracy Differentially Private
         Image Classification through Scale", arXiv 2204.13650): K independent view sets of the
