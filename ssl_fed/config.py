@@ -161,6 +161,15 @@ class AggregationConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Privacy-free pretraining on generated images (``ssl-fed pretrain-synthetic``)."""
+
+    family: str = "strokes"
+    num_images: int = 8000
+    epochs: int = 40
+
+
+@dataclass
 class RootConfig:
     """The composed configuration of one run."""
 
@@ -174,7 +183,9 @@ class RootConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     resume: bool = False
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     out: str = "outputs/train-local"
+    init: str | None = None
     state_dir: str | None = None
     run_id: str | None = None
 
@@ -256,8 +267,12 @@ def validate_config(cfg: RootConfig) -> None:
     _require(t.temperature > 1e-3, "task.temperature", t.temperature, "use a value > 0.001")
     _require(t.negatives in {"group", "batch"}, "task.negatives", t.negatives, "group|batch")
     _require(t.group_size >= 1, "task.group_size", t.group_size, "use >= 1")
-    _require(1 <= t.multiplicity <= 16, "task.multiplicity", t.multiplicity,
-             "use 1 (off) to 16 augmented view sets per image")
+    _require(
+        1 <= t.multiplicity <= 16,
+        "task.multiplicity",
+        t.multiplicity,
+        "use 1 (off) to 16 augmented view sets per image",
+    )
     _require(
         t.lambda_rot >= 0 and t.lambda_con >= 0,
         "task.lambda_*",
@@ -280,8 +295,12 @@ def validate_config(cfg: RootConfig) -> None:
     )
     _require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
     _require(pr.max_grad_norm > 0, "privacy.max_grad_norm", pr.max_grad_norm, "use C > 0")
-    _require(pr.grad_method in {"vmap", "hooks"}, "privacy.grad_method", pr.grad_method,
-             "use vmap (torch.func over units) or hooks (one batched pass)")
+    _require(
+        pr.grad_method in {"vmap", "hooks"},
+        "privacy.grad_method",
+        pr.grad_method,
+        "use vmap (torch.func over units) or hooks (one batched pass)",
+    )
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
     _require(
         pr.noise_multiplier is None or pr.noise_multiplier > 0,
@@ -305,6 +324,15 @@ def validate_config(cfg: RootConfig) -> None:
         "eval.labels_per_class",
         ev.labels_per_class,
         "use positive counts, or -1 for all labels",
+    )
+    pt = cfg.pretrain
+    _require(pt.num_images >= 16, "pretrain.num_images", pt.num_images, "use at least 16 images")
+    _require(pt.epochs >= 1, "pretrain.epochs", pt.epochs, "use >= 1")
+    _require(
+        cfg.init is None or Path(cfg.init).is_dir(),
+        "init",
+        cfg.init,
+        "point it at a directory written by `ssl-fed pretrain-synthetic` (encoder.pt, card.json)",
     )
     _require(ev.draws >= 1 and ev.knn_k >= 1, "eval.draws/knn_k", (ev.draws, ev.knn_k), ">= 1")
     _require(ev.every >= 1, "eval.every", ev.every, "evaluate every N >= 1 rounds")

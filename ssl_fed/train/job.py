@@ -21,7 +21,7 @@ import torch
 from ssl_fed.config import RootConfig, epsilon_budget
 from ssl_fed.data import load_splits
 from ssl_fed.eval import evaluate_encoder
-from ssl_fed.models import build_model
+from ssl_fed.models import SSLModel, build_model
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import train_local
@@ -53,6 +53,25 @@ def site_ledger(cfg: RootConfig) -> PrivacyLedger:
     )
 
 
+def load_init(model: SSLModel, path: str | None) -> dict[str, Any] | None:
+    """Load a warm-start encoder into ``model`` (shapes checked); return its card, if any."""
+    if path is None:
+        return None
+    from ssl_fed.train.pretrain import load_warm_start
+
+    state, card = load_warm_start(path, encoder=model.encoder)
+    model.encoder.load_state_dict(state)
+    return card
+
+
+def init_summary(path: str | None, card: dict[str, Any] | None) -> dict[str, Any]:
+    """How the encoder was initialised, for metrics.json and model cards."""
+    if path is None or card is None:
+        return {"kind": "random"}
+    keys = ("family", "num_images", "epochs", "task", "site_data_used", "site_budget_consumed")
+    return {"kind": "warm-start", "path": str(path), **{k: card[k] for k in keys if k in card}}
+
+
 def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     """Train, evaluate and record one site; return the metrics written to ``metrics.json``."""
     start = time.time()
@@ -60,6 +79,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     train = splits.train
     ledger = site_ledger(cfg) if cfg.privacy.enabled else None
     model = build_model(cfg.encoder, train.channels)
+    init_card = load_init(model, cfg.init)
     task = build_task(model, cfg.task, cfg.data.augment, train.image_size, train.channels)
     run_id = cfg.run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     result = train_local(task, train, cfg, ledger=ledger, run_id=run_id)
@@ -80,6 +100,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
         "sensitivity": result.plan.sensitivity if cfg.privacy.enabled else None,
         "privacy_unit": result.plan.describes if cfg.privacy.enabled else "none (privacy off)",
         "steps": result.steps,
+        "init": init_summary(cfg.init, init_card),
         **report,
         "wall_time_s": round(time.time() - start, 2),
         "config": {"task": asdict(cfg.task), "privacy": asdict(cfg.privacy)},
