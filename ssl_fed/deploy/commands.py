@@ -1,0 +1,224 @@
+"""Deployment subcommands of ``ssl-fed``: thin wrappers over Flower's binaries and ssl-fed's PKI.
+
+``pki init`` / ``site keygen`` make the keys (:mod:`ssl_fed.deploy.pki`); ``server enroll``
+wraps ``flwr supernode register``; ``server start`` execs ``flower-superlink`` with TLS, node
+authentication and a persistent state DB; ``site start`` runs :mod:`ssl_fed.deploy.site`;
+``run`` wraps ``flwr run . <connection> --stream``; ``export`` runs :mod:`ssl_fed.export`.
+Each handler returns an exit code; ``ssl_fed.cli`` prints user errors as one ``error:`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ssl_fed.deploy.flwr_cli import (
+    DEFAULT_CONNECTION,
+    DeployError,
+    binary,
+    flwr_env,
+    has_connection,
+    require_file,
+    stage_app,
+    write_connection,
+)
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+INSECURE_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: --insecure: NO TLS and NO node authentication.                      !!
+!! Anyone who can reach this port can join as a site or read the traffic.       !!
+!! Use only on a closed test network, never with real site data.                !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    """Create the CA and the SuperLink's certificate."""
+    from ssl_fed.deploy.pki import init_pki
+
+    paths = init_pki(args.out, args.host or ["127.0.0.1", "localhost"])
+    print(f"CA certificate (give to every site): {paths.ca_cert}")
+    print(f"server certificate / key (stay on the server): {paths.server_cert} {paths.server_key}")
+    print(f"CA key (keep offline): {paths.ca_key}")
+    return 0
+
+
+def cmd_site_keygen(args: argparse.Namespace) -> int:
+    """Create a site's node-authentication key pair."""
+    from ssl_fed.deploy.pki import site_keygen
+
+    private, public = site_keygen(args.out, args.name)
+    print(f"private key (never leaves this site): {private}")
+    print(f"public key (send to the operator for `ssl-fed server enroll`): {public}")
+    return 0
+
+
+def _connection(args: argparse.Namespace) -> str:
+    """Write the connection when ``--superlink`` is given; check it exists otherwise."""
+    if args.superlink:
+        write_connection(args.connection, args.superlink, args.ca)
+    elif not has_connection(args.connection):
+        raise DeployError(
+            f"no SuperLink connection {args.connection!r} in $FLWR_HOME/config.toml: pass "
+            "--superlink HOST:PORT --ca CA.crt once (it is then remembered)"
+        )
+    return str(args.connection)
+
+
+def cmd_server_enroll(args: argparse.Namespace) -> int:
+    """Register a site's public key with the SuperLink (``flwr supernode register``)."""
+    from ssl_fed.deploy.pki import read_public_key
+
+    read_public_key(args.pubkey)
+    name = _connection(args)
+    cmd = [binary("flwr"), "supernode", "register", str(Path(args.pubkey).resolve()), name]
+    return subprocess.call(cmd, env=flwr_env())
+
+
+def superlink_command(args: argparse.Namespace) -> list[str]:
+    """Build the ``flower-superlink`` command line for ``ssl-fed server start``."""
+    state = Path(args.state_dir).resolve()
+    cmd = [
+        binary("flower-superlink"),
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--database",
+        str(state / "superlink.db"),
+        "--disable-runtime-dependency-installation",
+    ]
+    if args.insecure:
+        return [*cmd, "--insecure"]
+    if not args.pki:
+        raise DeployError("--pki DIR (from `ssl-fed pki init`) is required, or pass --insecure")
+    pki = Path(args.pki)
+    return [
+        *cmd,
+        "--ssl-ca-certfile",
+        str(require_file(pki / "ca.crt", "--pki")),
+        "--ssl-certfile",
+        str(require_file(pki / "server.pem", "--pki")),
+        "--ssl-keyfile",
+        str(require_file(pki / "server.key", "--pki")),
+        "--enable-supernode-auth",
+    ]
+
+
+def cmd_server_start(args: argparse.Namespace) -> int:
+    """Exec ``flower-superlink`` in the state dir (relative ``out=`` paths land there)."""
+    cmd = superlink_command(args)
+    if args.insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
+    state = Path(args.state_dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    os.chdir(state)
+    env = flwr_env()
+    env.setdefault("FLWR_HOME", str(state / "flwr"))
+    os.execve(cmd[0], cmd, env)
+
+
+def cmd_site_start(args: argparse.Namespace) -> int:
+    """Validate data, start the warm worker and the SuperNode."""
+    from ssl_fed.deploy.site import SiteOptions, start_site
+
+    return start_site(
+        SiteOptions(
+            data=Path(args.data),
+            state_dir=Path(args.state_dir),
+            superlink=args.superlink,
+            ca=Path(args.ca),
+            key=Path(args.key),
+            epsilon_budget=args.epsilon_budget,
+            port=args.port,
+            data_format=args.data_format,
+            image_size=args.image_size,
+            site_id=args.site_id,
+        )
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Submit the app to the SuperLink and stream its logs (``flwr run``)."""
+    import tempfile
+
+    name = _connection(args)
+    with tempfile.TemporaryDirectory(prefix="ssl-fed-app-") as tmp:
+        app = stage_app(Path(args.app).resolve(), list(args.overrides), Path(tmp) / "app")
+        cmd = [binary("flwr"), "run", str(app), name]
+        if not args.detach:
+            cmd.append("--stream")
+        return subprocess.call(cmd, env=flwr_env())
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the final global encoder and write its model card."""
+    from ssl_fed.export import export_run
+
+    written = export_run(args.run, args.format, args.out)
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _link_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--superlink", help="HOST:PORT of the SuperLink (saved as a connection)")
+    p.add_argument("--ca", help="CA certificate that signed the SuperLink's certificate")
+    p.add_argument("--connection", default=DEFAULT_CONNECTION, help="connection name")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``pki``, ``site``, ``server``, ``run`` and ``export`` to the ``ssl-fed`` parser."""
+    pki = sub.add_parser("pki", help="certificates for TLS").add_subparsers(required=True)
+    p = pki.add_parser("init", help="create the CA and the SuperLink certificate")
+    p.add_argument("--out", required=True, help="folder for ca.crt/ca.key/server.pem/server.key")
+    p.add_argument("--host", action="append", help="DNS name or IP of the server (repeat)")
+    p.set_defaults(func=cmd_pki_init)
+
+    site = sub.add_parser("site", help="run a data-holding site").add_subparsers(required=True)
+    p = site.add_parser("keygen", help="create the site's node-authentication key pair")
+    p.add_argument("--out", required=True)
+    p.add_argument("--name", default="site", help="file stem: NAME_key and NAME_key.pub")
+    p.set_defaults(func=cmd_site_keygen)
+    p = site.add_parser("start", help="validate the data and start the site's SuperNode")
+    p.add_argument("--data", required=True, help="folder of PNG/JPEG images, or an .npz")
+    p.add_argument("--state-dir", required=True, help="where the site's privacy ledger lives")
+    p.add_argument("--superlink", required=True, help="HOST:PORT")
+    p.add_argument("--ca", required=True, help="the federation's CA certificate")
+    p.add_argument("--key", required=True, help="the site's private key (site keygen)")
+    p.add_argument("--epsilon-budget", type=float, required=True, help="site's lifetime ε")
+    p.add_argument("--port", type=int, default=9094, help="local Runtime API port")
+    p.add_argument("--data-format", choices=["folder", "npz"])
+    p.add_argument("--image-size", type=int, default=8, help="side used to validate the data")
+    p.add_argument("--site-id", type=int, help="public label reported to the server")
+    p.set_defaults(func=cmd_site_start)
+
+    server = sub.add_parser("server", help="operate the SuperLink").add_subparsers(required=True)
+    p = server.add_parser("enroll", help="register a site's public key")
+    p.add_argument("pubkey", help="the site's NAME_key.pub")
+    _link_args(p)
+    p.set_defaults(func=cmd_server_enroll)
+    p = server.add_parser("start", help="start flower-superlink with TLS and node auth")
+    p.add_argument("--state-dir", default="superlink", help="state DB, FLWR_HOME, run outputs")
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=9093)
+    p.add_argument("--pki", help="folder written by `ssl-fed pki init`")
+    p.add_argument("--insecure", action="store_true", help="NO TLS, NO node auth (tests only)")
+    p.set_defaults(func=cmd_server_start)
+
+    p = sub.add_parser("run", help="submit a federated run to the SuperLink (flwr run)")
+    p.add_argument("overrides", nargs="*", help="config overrides, key=value")
+    _link_args(p)
+    p.add_argument("--app", default=str(PROJECT_DIR), help="the Flower app (project) folder")
+    p.add_argument("--detach", action="store_true", help="submit and return (no --stream)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="export the global encoder and its model card")
+    p.add_argument("--run", required=True, help="run folder (holds checkpoints/last.pt)")
+    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,158 @@
+"""``ssl-fed site start``: validate the site's data, start its warm worker, run its SuperNode.
+
+Order matters: the data are loaded and validated with the same loaders training uses *before*
+anything connects, so a site with a broken folder fails at its own console (exit 2, a message
+naming the file) instead of failing inside a federated round. Then the warm worker
+(:mod:`ssl_fed.deploy.worker`) imports the training stack once, and ``flower-supernode`` starts as
+a child with TLS, the site's node-authentication key and the node config the ClientApp reads:
+``data-path``, ``data-format``, ``state-dir`` (the privacy ledger), ``epsilon-budget`` (the site's
+own lifetime ε, enforced by its ledger whatever the server's run config says) and
+``warm-worker=true``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+
+from ssl_fed.deploy.flwr_cli import DeployError, binary, check_address, flwr_env, require_file
+
+log = logging.getLogger("ssl_fed.deploy")
+
+
+@dataclass(frozen=True)
+class SiteOptions:
+    """Everything ``ssl-fed site start`` needs (see ``ssl-fed site start --help``)."""
+
+    data: Path
+    state_dir: Path
+    superlink: str
+    ca: Path
+    key: Path
+    epsilon_budget: float
+    port: int = 9094
+    data_format: str | None = None
+    image_size: int = 8
+    site_id: int | None = None
+
+
+def data_format(path: Path, given: str | None) -> str:
+    """``folder`` for a directory, ``npz`` for a ``.npz`` file, unless given."""
+    fmt = given or ("npz" if path.suffix == ".npz" else "folder")
+    if fmt not in {"folder", "npz"}:
+        raise DeployError(f"--data-format {fmt}: use folder or npz")
+    return fmt
+
+
+def validate_site_data(opts: SiteOptions) -> int:
+    """Load the site's images with the training loaders; return the number of images.
+
+    Raises
+    ------
+    ssl_fed.data.DataError
+        With the bad file and the fix (the CLI prints it and exits 2, before any connection).
+    """
+    from ssl_fed.config import DataConfig
+    from ssl_fed.data import DataError, load_splits
+
+    if not opts.data.exists():
+        raise DataError(f"--data {opts.data}: no such file or folder")
+    fmt = data_format(opts.data, opts.data_format)
+    cfg = replace(
+        DataConfig(), name=fmt, path=str(opts.data), image_size=opts.image_size, channels=None
+    )
+    splits = load_splits(cfg)
+    n = len(splits.train) + (len(splits.test) if splits.test is not None else 0)
+    if n == 0:
+        raise DataError(f"--data {opts.data}: no images found (PNG/JPEG files, or an .npz)")
+    return n
+
+
+def node_config(opts: SiteOptions) -> dict[str, str | int | float | bool]:
+    """Return the node config the ClientApp reads (see :func:`client.site.site_info`)."""
+    cfg: dict[str, str | int | float | bool] = {
+        "data-path": str(opts.data),
+        "data-format": data_format(opts.data, opts.data_format),
+        "state-dir": str(opts.state_dir),
+        "epsilon-budget": float(opts.epsilon_budget),
+        "warm-worker": True,
+    }
+    if opts.site_id is not None:
+        cfg["site-id"] = opts.site_id
+    return cfg
+
+
+def node_config_string(cfg: dict[str, str | int | float | bool]) -> str:
+    """Render a node config for ``--node-config`` (TOML-style ``k=v`` pairs)."""
+    parts = []
+    for key, value in cfg.items():
+        if isinstance(value, bool):
+            parts.append(f"{key}={str(value).lower()}")
+        elif isinstance(value, str):
+            parts.append(f'{key}="{value}"')
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def supernode_command(opts: SiteOptions) -> list[str]:
+    """Build the ``flower-supernode`` command line: TLS, node auth, the node config."""
+    return [
+        binary("flower-supernode"),
+        "--superlink",
+        opts.superlink,
+        "--root-certificates",
+        str(opts.ca),
+        "--auth-supernode-private-key",
+        str(opts.key),
+        "--port",
+        str(opts.port),
+        "--node-config",
+        node_config_string(node_config(opts)),
+    ]
+
+
+def start_site(opts: SiteOptions) -> int:
+    """Validate, warm up, run the SuperNode until it exits; return its exit code."""
+    check_address(opts.superlink)
+    opts = replace(
+        opts,
+        data=opts.data.expanduser().resolve(),
+        state_dir=opts.state_dir.expanduser().resolve(),
+        ca=require_file(opts.ca, "--ca"),
+        key=require_file(opts.key, "--key"),
+    )
+    if not opts.epsilon_budget > 0:
+        raise DeployError(f"--epsilon-budget {opts.epsilon_budget}: use a positive ε (e.g. 8)")
+    n = validate_site_data(opts)
+    print(f"site data OK: {n} images in {opts.data}", flush=True)
+    opts.state_dir.mkdir(parents=True, exist_ok=True)
+
+    from ssl_fed.deploy.worker import SiteWorker, serve
+
+    worker = SiteWorker(node_config(opts))
+    import ssl_fed.train.local  # noqa: F401  (warm the training stack before the first round)
+
+    serve(worker, opts.state_dir)
+    env = flwr_env()
+    env.setdefault("FLWR_HOME", str(opts.state_dir / "flwr"))
+    proc = subprocess.Popen(supernode_command(opts), env=env)
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        proc.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, forward)
+    code = proc.wait()
+    if code != 0:
+        print(
+            f"error: flower-supernode exited with code {code}. If the log says 'No SuperNode "
+            "found with the given public key', the operator must enroll this site's public key "
+            "(`ssl-fed server enroll KEY.pub`).",
+            flush=True,
+        )
+    return code

@@ -1,0 +1,168 @@
+"""The warm site worker: one long-lived process per site that holds torch, the data and the model.
+
+Why it exists
+-------------
+flwr 1.42's SuperNode runs every message in a fresh ``flwr-clientapp`` process, in both isolation
+modes: ``subprocess`` spawns it itself, ``process`` expects an external launcher to start one
+``flwr-clientapp --token ...`` per task, and ``flwr.supernode.runtime.run_clientapp`` pulls exactly
+one message, replies and exits. A SecAgg+ round sends each site five messages (budget query,
+setup, share keys, collect masked vectors, unmask), and importing torch + opacus + the data stack
+costs ~10 s on 2 cores, so a deployed round paid that five times over.
+
+``ssl-fed site start`` therefore keeps one warm process next to the SuperNode: this worker, serving
+a Unix socket in the site's state directory. The ClientApp process stays thin (flwr + numpy, ~1 s):
+the SecAgg+ mod runs there as usual, and only the heavy steps (compose the config, answer the
+budget query, declare the update for the guard, train one round) are forwarded here.
+
+Notes
+-----
+Nothing new crosses the network: the socket is local (mode 0600, in the state dir) and the
+connection is authenticated with a random key (``worker.key``, 0600) that only the site's own
+user can read. The worker uses *its own* node config (given at start-up), never one sent over
+the socket, so the ε budget and data path cannot be changed by a message. The pretext heads a
+site keeps between rounds live in the worker's memory per run id, which is exactly as durable
+as the SuperNode's ``Context.state`` they replace (lost on restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ssl_fed.deploy.worker")
+
+WORKER_SOCKET = "worker.sock"
+WORKER_KEY = "worker.key"
+
+
+class WorkerError(RuntimeError):
+    """The warm worker failed a request, or cannot be reached."""
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    """What the worker sends back instead of a result when a request raised."""
+
+    kind: str
+    message: str
+
+
+def worker_paths(state_dir: str | Path) -> tuple[Path, Path]:
+    """Return ``(socket, key)`` paths of the worker of the site whose state is ``state_dir``."""
+    state = Path(state_dir)
+    return state / WORKER_SOCKET, state / WORKER_KEY
+
+
+class SiteWorker:
+    """Answer the ClientApp's heavy requests with warm imports, data and per-run state."""
+
+    def __init__(self, node_config: dict[str, Any]) -> None:
+        from client import site as st
+
+        self.node_config = dict(node_config)
+        self.st = st
+        self.configs: dict[str, Any] = {}
+        self.contexts: dict[str, Any] = {}
+
+    def config(self, run_config: dict[str, Any]) -> Any:
+        """Compose (once per distinct run config) the run's :class:`RootConfig`."""
+        from ssl_fed.fed.runconfig import from_run_config
+
+        key = repr(sorted(run_config.items()))
+        if key not in self.configs:
+            self.configs = {key: from_run_config(run_config)}
+        return self.configs[key]
+
+    def context(self, run_id: str) -> Any:
+        """Return this worker's stand-in ``Context`` for ``run_id`` (its ``state`` persists)."""
+        from flwr.app import Context, RecordDict
+
+        if run_id not in self.contexts:
+            self.contexts[run_id] = Context(
+                run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}
+            )
+        return self.contexts[run_id]
+
+    def handle(self, request: tuple[Any, ...]) -> Any:
+        """Serve one request: ``(kind, run_config, *args)``."""
+        kind, run_config, *args = request
+        cfg = self.config(dict(run_config))
+        if kind == "config":
+            return cfg
+        info = self.st.site_info(cfg, self.node_config)
+        if kind == "declared":
+            channels = self.st.site_data(cfg, info).channels
+            return self.st.declared_update(cfg, channels)
+        if kind == "query":
+            run_id, rnd = args
+            return bool(self.st.answer_budget_query(cfg, info, run_id, rnd)), info.label
+        if kind == "train":
+            received, run_id, rnd = args
+            return self.st.train_round(cfg, info, received, self.context(run_id), run_id, rnd)
+        raise WorkerError(f"unknown worker request {kind!r}")
+
+
+def serve(worker: SiteWorker, state_dir: str | Path) -> threading.Thread:
+    """Listen on the site's socket in a daemon thread; one request per connection, in order."""
+    sock, key_path = worker_paths(state_dir)
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    sock.unlink(missing_ok=True)
+    key_path.unlink(missing_ok=True)
+    key = secrets.token_bytes(32)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    old_umask = os.umask(0o177)
+    try:
+        listener = Listener(str(sock), family="AF_UNIX", authkey=key)
+    finally:
+        os.umask(old_umask)
+
+    def loop() -> None:
+        while True:
+            try:
+                conn = listener.accept()
+            except Exception as err:  # a failed handshake must not stop the site
+                log.warning("rejected a worker connection: %s", err)
+                continue
+            with conn:
+                try:
+                    request = conn.recv()
+                    try:
+                        result: Any = worker.handle(request)
+                    except Exception as err:
+                        log.error("worker request failed:\n%s", traceback.format_exc())
+                        result = WorkerFailure(type(err).__name__, str(err))
+                    conn.send(result)
+                except (EOFError, OSError) as err:
+                    log.warning("worker connection lost: %s", err)
+
+    thread = threading.Thread(target=loop, name="ssl-fed-site-worker", daemon=True)
+    thread.start()
+    return thread
+
+
+def call_worker(state_dir: str | Path, *request: Any) -> Any:
+    """Send one request to the site's warm worker and return its result (ClientApp side)."""
+    sock, key_path = worker_paths(state_dir)
+    try:
+        key = key_path.read_bytes()
+        conn = Client(str(sock), family="AF_UNIX", authkey=key)
+    except OSError as err:
+        raise WorkerError(
+            f"cannot reach the site worker at {sock} ({err}); it runs inside `ssl-fed site "
+            "start` - restart the site, or drop warm-worker from the node config"
+        ) from err
+    with conn:
+        conn.send(request)
+        result = conn.recv()
+    if isinstance(result, WorkerFailure):
+        raise WorkerError(f"site worker: {result.kind}: {result.message}")
+    return result

@@ -1,0 +1,147 @@
+"""Export a finished run's global encoder (TorchScript or ONNX) with an honest model card.
+
+The exported module's ``forward`` is the encoder's ``features`` (the frozen representation the
+probes evaluate), so a user gets exactly what the card's probe numbers describe. Every privacy
+number on the card is *read* from the run (``metrics.json``, written from the sites' ledgers or
+their reported ε), never typed: a card cannot claim more privacy than the run recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+CHECKPOINT = "checkpoints/last.pt"
+PRIVACY_UNIT = "one original image at one site (all its views clipped together)"
+
+
+class ExportError(ValueError):
+    """The run cannot be exported; the message names the missing file and the fix."""
+
+
+class FeatureEncoder(nn.Module):
+    """Wrap an encoder so that ``forward(x)`` returns ``encoder.features(x)``."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the frozen features of ``x`` (``[N, C, H, W]`` in ``[0, 1]``)."""
+        out: torch.Tensor = self.encoder.features(x)  # type: ignore[operator]
+        return out
+
+
+def load_run(run: str | Path) -> tuple[dict[str, Any], dict[str, Any], nn.Module, int]:
+    """Return ``(checkpoint, metrics, encoder, channels)`` of the run in ``run``."""
+    from ssl_fed.config import to_root_config
+    from ssl_fed.fed import arrays as fa
+    from ssl_fed.models import build_model
+
+    path = Path(run) / CHECKPOINT
+    if not path.is_file():
+        raise ExportError(
+            f"{path} not found: --run must be a run folder (out=) holding checkpoints/last.pt; "
+            "a deployed run writes it under the SuperLink's state dir (server start --state-dir)"
+        )
+    ckpt: dict[str, Any] = torch.load(path, weights_only=False)
+    metrics_path = Path(run) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    cfg = to_root_config(ckpt["config"])
+    names = list(ckpt["names"])
+    first = next(i for i, n in enumerate(names) if n.startswith("encoder.") and "weight" in n)
+    channels = int(ckpt["arrays"][first].shape[1])
+    model = build_model(cfg.encoder, channels)
+    fa.load_arrays(model, list(ckpt["arrays"]), cfg.aggregation.share_heads)
+    encoder: nn.Module = model.encoder.eval()
+    return ckpt, metrics, encoder, channels
+
+
+def model_card(ckpt: dict[str, Any], metrics: dict[str, Any], channels: int) -> dict[str, Any]:
+    """Build the card's facts from the checkpoint and metrics (nothing typed by hand)."""
+    cfg = ckpt["config"]
+    eps = {str(k): float(v) for k, v in metrics.get("epsilon_per_site", {}).items()}
+    privacy = cfg["privacy"]
+    config_hash = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()
+    history = ckpt.get("history", [])
+    sites = sorted({s for h in history for s in h.get("completed", [])})
+    return {
+        "run_id": ckpt["run_id"],
+        "privacy_unit": PRIVACY_UNIT if privacy["enabled"] else "none (privacy off)",
+        "epsilon_max": max(eps.values(), default=None),
+        "epsilon_per_site": eps,
+        "delta": metrics.get("delta"),
+        "accountant": privacy["accountant"] if privacy["enabled"] else None,
+        "rounds": int(ckpt["round"]),
+        "sites": sites,
+        "secure_aggregation": metrics.get("secure_aggregation"),
+        "aggregation": cfg["aggregation"],
+        "data": {k: cfg["data"][k] for k in ("name", "image_size")} | {"channels": channels},
+        "linear_probe": metrics.get("linear_probe"),
+        "knn_accuracy": metrics.get("knn_accuracy"),
+        "evaluated_round": metrics.get("evaluated_round"),
+        "config_sha256": config_hash,
+        "exported": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """Render the card as Markdown."""
+    eps = card["epsilon_per_site"]
+    each = ", ".join(f"site {k}: {v:.3f}" for k, v in eps.items()) or "n/a"
+    emax = "n/a" if card["epsilon_max"] is None else f"{card['epsilon_max']:.3f}"
+    return "\n".join(
+        [
+            f"# Model card: ssl-fed encoder (run {card['run_id']})",
+            "",
+            f"- **Privacy unit:** {card['privacy_unit']}",
+            f"- **ε (max over sites):** {emax} at δ = {card['delta']}",
+            f"- **ε per site:** {each}",
+            f"- **Accountant:** {card['accountant']}",
+            f"- **Rounds:** {card['rounds']}; **sites:** {card['sites']}",
+            f"- **Secure aggregation:** {card['secure_aggregation']}; "
+            f"parameters: `{json.dumps(card['aggregation'])}`",
+            f"- **Data:** `{json.dumps(card['data'])}`",
+            f"- **Linear probe:** {card['linear_probe']}; **kNN:** {card['knn_accuracy']} "
+            f"(round {card['evaluated_round']})",
+            f"- **Config SHA-256:** `{card['config_sha256']}`",
+            f"- **Exported:** {card['exported']}",
+            "",
+            "ε values are read from the run's metrics (the sites' own ledgers), not entered.",
+            "",
+        ]
+    )
+
+
+def export_run(run: str | Path, fmt: str, out: str | Path) -> list[Path]:
+    """Export the encoder of ``run`` as ``fmt`` (torchscript | onnx) plus the card; return paths."""
+    ckpt, metrics, encoder, channels = load_run(run)
+    size = int(ckpt["config"]["data"]["image_size"])
+    module = FeatureEncoder(encoder).eval()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, channels, size, size)  # batch 2: GroupNorm traces no size-1 branch
+    if fmt == "torchscript":
+        model_path = out / "encoder.pt"
+        torch.jit.trace(module, example).save(str(model_path))  # type: ignore[no-untyped-call]
+    elif fmt == "onnx":
+        try:
+            import onnx  # noqa: F401
+        except ImportError as err:
+            raise ExportError(
+                "--format onnx needs the `onnx` package: pip install onnx (or use torchscript)"
+            ) from err
+        model_path = out / "encoder.onnx"
+        torch.onnx.export(module, (example,), str(model_path), dynamic_axes={"x": {0: "n"}})
+    else:
+        raise ExportError(f"--format {fmt}: use torchscript or onnx")
+    card = model_card(ckpt, metrics, channels)
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    (out / "model_card.md").write_text(card_markdown(card))
+    return [model_path, out / "model_card.json", out / "model_card.md"]
