@@ -39,6 +39,17 @@ class SiteInfo:
     data_path: str | None
     partition_id: int | None
     num_partitions: int | None
+    epsilon_budget: float | None = None
+    data_format: str = "folder"
+
+
+def _node_budget(node_config: dict[str, Any]) -> float | None:
+    if "epsilon-budget" not in node_config:
+        return None
+    value = float(node_config["epsilon-budget"])
+    if not value > 0:
+        raise ConfigError(f"node config epsilon-budget={value}: use a positive ε budget")
+    return value
 
 
 def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
@@ -51,21 +62,52 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
         default_dir = Path(cfg.out) / "sites" / f"site_{pid}"
         state = Path(str(node_config.get("state-dir", default_dir)))
-        return SiteInfo(pid, state, None, pid, num)
+        return SiteInfo(pid, state, None, pid, num, _node_budget(node_config))
     if "data-path" not in node_config or "state-dir" not in node_config:
         raise ConfigError(
             'a deployed site needs --node-config \'data-path="DIR" state-dir="DIR"\' '
             "(its images, and where its privacy ledger lives)"
         )
     label = int(node_config.get("site-id", -1))
+    data_path = str(node_config["data-path"])
+    fmt = str(node_config.get("data-format", "npz" if data_path.endswith(".npz") else "folder"))
+    if fmt not in {"folder", "npz"}:
+        raise ConfigError(f"node config data-format={fmt!r}: use folder or npz")
     return SiteInfo(
-        label, Path(str(node_config["state-dir"])), str(node_config["data-path"]), None, None
+        label,
+        Path(str(node_config["state-dir"])),
+        data_path,
+        None,
+        None,
+        _node_budget(node_config),
+        fmt,
     )
+
+
+def site_config(cfg: RootConfig, info: SiteInfo) -> RootConfig:
+    """Apply the site's own ε budget (node config ``epsilon-budget``) over the run config's.
+
+    The site, not the server, owns the budget (DESIGN §1): the ledger refuses training past the
+    node's budget whatever the server asks, and σ is calibrated for at most that budget
+    (``target_epsilon = min(run target, site budget)``), so a server asking for a larger ε gets
+    a site that trains within its own limit instead of one that declines after one round.
+    """
+    if info.epsilon_budget is None:
+        return cfg
+    budget = info.epsilon_budget
+    privacy = replace(
+        cfg.privacy, epsilon_budget=budget, target_epsilon=min(cfg.privacy.target_epsilon, budget)
+    )
+    return replace(cfg, privacy=privacy)
 
 
 def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
     """Return the site's training images (cached per process: an actor serves many sites)."""
-    data_cfg = cfg.data if info.data_path is None else replace(cfg.data, path=info.data_path)
+    data_cfg = (
+        cfg.data
+        if info.data_path is None
+        else replace(cfg.data, name=info.data_format, path=info.data_path, test_path=None)
+    )
     key = repr(data_cfg)
     if key not in _SPLITS:
         _SPLITS.clear()
@@ -77,8 +119,19 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
     return load_partition(train, cfg.partition, info.partition_id, info.num_partitions)
 
 
+def declared_update(cfg: RootConfig, channels: int) -> tuple[list[fa.ArraySpec], frozenset[str]]:
+    """Return the update arrays and whitelisted metric names a site may send (for the guard)."""
+    from ssl_fed.fed.guard import allowed_fit_metrics
+
+    model = build_model(cfg.encoder, channels)
+    task = build_task(model, cfg.task, cfg.data.augment, cfg.data.image_size, channels)
+    specs = fa.array_specs(model, cfg.aggregation.share_heads)
+    return specs, allowed_fit_metrics(task.term_names())
+
+
 def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
     """Open the site's own ledger (``None`` when privacy is off: nothing is charged)."""
+    cfg = site_config(cfg, info)
     if not cfg.privacy.enabled:
         return None
     pr = cfg.privacy
@@ -89,6 +142,7 @@ def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
 
 def answer_budget_query(cfg: RootConfig, info: SiteInfo, run_id: str, round: int) -> bool:
     """Whether this site affords ``round`` (see :mod:`ssl_fed.fed.budget`)."""
+    cfg = site_config(cfg, info)
     data = site_data(cfg, info)
     return can_train(cfg, site_ledger(cfg, info), len(data), run_id, round)
 
@@ -106,6 +160,7 @@ def train_round(
     Under DP the core draws Poisson sampling and noise from OS entropy (never from the public
     ``train.seed``), so an observer cannot regenerate the noise.
     """
+    cfg = site_config(cfg, info)
     data = site_data(cfg, info)
     ledger = site_ledger(cfg, info)
     if ledger is not None and already_charged(ledger, run_id, round):

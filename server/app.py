@@ -1,7 +1,10 @@
-"""The ssl-fed ServerApp: config -> initial encoder -> strategy -> SecAgg+ rounds -> logging.
+"""The ssl-fed ServerApp: config -> initial encoder -> rounds -> logging.
 
-Thin by design: sampling and averaging live in :mod:`server.strategy`, the SecAgg+ workflow in
-:mod:`ssl_fed.fed.secagg`, logging and checkpoints in :mod:`server.tracking`.
+Thin by design: the budget query, sampling and update live in :mod:`server.strategy`; rounds run
+on the Message API (:mod:`server.rounds`: ``secagg``, the default, and ``plain``) or, for Flower's
+stock SecAgg+ (``flower-secaggplus``), on the legacy stack (:mod:`server.legacy`); every
+secure-aggregation call is in :mod:`ssl_fed.fed.secagg`; logging and checkpoints in
+:mod:`server.tracking`.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from server.strategy import SiteDeltaStrategy
+from server.legacy import SiteDeltaStrategy
+from server.rounds import run_message_rounds
+from server.strategy import SiteRounds
 from server.tracking import RunTracker, load_checkpoint
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.runconfig import from_run_config
-from ssl_fed.fed.secagg import run_rounds
+from ssl_fed.fed.secagg import run_legacy_rounds
 from ssl_fed.models import build_model
 
 log = logging.getLogger("ssl_fed.server")
@@ -48,12 +53,13 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
         init = build_model(cfg.encoder, tracker.splits.train.channels)
         arrays = fa.state_to_arrays(fa.federated_state(init, cfg.aggregation.share_heads))
     last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
-    strategy = SiteDeltaStrategy(
-        cfg, arrays, specs, run_id=run_id, round_offset=done, on_round_end=tracker.end_round
-    )
-    strategy.grid = grid
-    if last > done:
-        run_rounds(grid, context, strategy, last - done, cfg.aggregation)
+    rounds = SiteRounds(cfg, arrays, specs, run_id=run_id, on_round_end=tracker.end_round)
+    log.info("aggregation: %s", cfg.aggregation.name)
+    if last > done and cfg.aggregation.name == "flower-secaggplus":
+        strategy = SiteDeltaStrategy(rounds, grid, round_offset=done)
+        run_legacy_rounds(grid, context, strategy, last - done, cfg.aggregation)
+    elif last > done:
+        run_message_rounds(grid, rounds, done + 1, last, cfg.aggregation)
     tracker.write_metrics(len(tracker.history) and int(tracker.history[-1]["round"]))
     tracker.close()
 

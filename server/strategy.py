@@ -1,20 +1,22 @@
-"""The legacy Flower strategy that SecAgg+ drives: budget query, sampling, delta averaging.
+"""The round logic both server paths share: budget query, sampling, applying the mean delta.
 
 Round ``r`` (global numbering, continued across a resume):
 
-1. **Budget query.** Before sampling, the server sends every node one ``query`` message carrying
-   ``(run-id, round)``; a site replies ``can-train`` (its own ledger affords the round) and its
-   public label. Sites that reply 0 are *declined*; nodes that do not reply are *dropped*. Only
-   willing sites are sampled, so SecAgg+ never waits on a site that would refuse, and a site that
-   is out of budget costs the round nothing.
-2. **Fit.** Sampled sites train and send deltas with weight 1. Under SecAgg+ the server only ever
-   holds the unmasked mean of the survivors' deltas (every legacy result carries that same mean);
-   in plain mode it checks each delta (shapes, dtype, NaN/Inf) and averages the valid ones.
-3. **Update.** ``global += mean delta``; the tracker logs, evaluates and checkpoints.
+1. **Budget query** (:meth:`SiteRounds.plan_round`). Before sampling, the server sends every node
+   one ``query`` message carrying ``(run-id, round)``; a site replies ``can-train`` (its own ledger
+   affords the round) and its public label. Sites that reply 0 are *declined*; nodes that do not
+   reply are *dropped*. Only willing sites are sampled, so SecAgg never waits on a site that would
+   refuse, and a site that is out of budget costs the round nothing.
+2. **Aggregate.** Sampled sites train and send deltas with weight 1, through ssl-fed's SecAgg
+   (:mod:`server.rounds`, Message API), Flower's stock SecAgg+ (:mod:`server.legacy`, legacy
+   stack) or in the clear (``plain``). Either way the result is a
+   :class:`~ssl_fed.fed.messages.RoundOutcome`.
+3. **Update** (:meth:`SiteRounds.apply` then :meth:`SiteRounds.record`). ``global += mean delta``
+   (unchanged when the round was skipped); the tracker logs, evaluates and checkpoints.
 
 Uniform weights: FedAvg weights sites by example count (McMahan et al., arXiv 1602.05629), but
-under SecAgg+ those weights would travel in the clear and reveal each site's data size, and the
-example-level DP guarantee does not need them. Every site has weight 1.
+those weights would reveal each site's data size, and the example-level DP guarantee does not need
+them. Every site has weight 1.
 """
 
 from __future__ import annotations
@@ -23,20 +25,18 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
-from flwr.common import FitIns, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.server.client_manager import ClientManager
-from flwr.server.client_proxy import ClientProxy
-from flwr.server.strategy import Strategy
 from flwr.serverapp import Grid
 
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.guard import GuardError, check_arrays, check_query_reply
+from ssl_fed.fed.guard import GuardError, check_query_reply, check_scalars
+from ssl_fed.fed.messages import RoundOutcome
 
 log = logging.getLogger("ssl_fed.server")
 QUERY_RECORD = "budget-query"
@@ -55,9 +55,21 @@ class RoundRecord:
     losses: dict[str, float] = field(default_factory=dict)
     epsilon: dict[int, float] = field(default_factory=dict)
     max_abs_delta: float = 0.0
+    skipped: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
 
 
-class SiteDeltaStrategy(Strategy):
+def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
+    """Return a site's reported scalars if all are whitelisted and finite, else ``None``."""
+    allowed = {k for k in metrics if k.startswith("loss-")} | {"epsilon", "epsilon-remaining"}
+    try:
+        check_scalars(metrics, allowed)
+    except GuardError:
+        return None
+    return {k: float(v) for k, v in metrics.items()}
+
+
+class SiteRounds:
     """Budget-aware uniform FedAvg over encoder deltas (see the module docstring)."""
 
     def __init__(
@@ -67,22 +79,19 @@ class SiteDeltaStrategy(Strategy):
         specs: list[fa.ArraySpec],
         *,
         run_id: str,
-        round_offset: int,
-        on_round_end: Any,
+        on_round_end: Callable[[RoundRecord, list[fa.NDArray]], None],
     ) -> None:
         self.cfg, self.arrays, self.specs = cfg, arrays, specs
-        self.run_id, self.offset, self.on_round_end = run_id, round_offset, on_round_end
-        self.secure = cfg.aggregation.name == "secaggplus"
-        self.grid: Grid | None = None
+        self.run_id, self.on_round_end = run_id, on_round_end
         self.labels: dict[int, int] = {}
-        self.current: RoundRecord | None = None
 
-    def initialize_parameters(self, client_manager: ClientManager) -> Parameters | None:
-        """Start from the server's encoder (random, or the resumed checkpoint)."""
-        return ndarrays_to_parameters(self.arrays)
+    def label(self, node_id: int) -> int:
+        """Return the site label a node reported (its node id if it never answered)."""
+        return self.labels.get(node_id, node_id)
 
-    def _query(self, node_ids: list[int], rnd: int) -> tuple[list[int], list[int], list[int]]:
-        assert self.grid is not None, "set strategy.grid before running"
+    def _query(
+        self, grid: Grid, node_ids: list[int], rnd: int
+    ) -> tuple[list[int], list[int], list[int]]:
         query = ConfigRecord({"run-id": self.run_id, "round": rnd})
         msgs = [
             Message(
@@ -90,7 +99,7 @@ class SiteDeltaStrategy(Strategy):
             )
             for n in node_ids
         ]
-        replies = self.grid.send_and_receive(msgs, timeout=self.cfg.aggregation.query_timeout)
+        replies = grid.send_and_receive(msgs, timeout=self.cfg.aggregation.query_timeout)
         willing: list[int] = []
         declined: list[int] = []
         answered: set[int] = set()
@@ -110,20 +119,17 @@ class SiteDeltaStrategy(Strategy):
         silent = [n for n in node_ids if n not in answered]
         return willing, declined, silent
 
-    def configure_fit(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, FitIns]]:
-        """Ask every node about its budget, then sample among the willing ones."""
-        rnd = self.offset + server_round
+    def plan_round(
+        self, grid: Grid, node_ids: list[int], rnd: int
+    ) -> tuple[list[int], RoundRecord]:
+        """Ask every node about its budget, then sample among the willing ones (seeded)."""
         sim = self.cfg.sim
-        client_manager.wait_for(sim.num_sites, timeout=int(self.cfg.aggregation.query_timeout))
-        proxies = {int(p.node_id): p for p in client_manager.all().values()}
-        willing, declined, silent = self._query(sorted(proxies), rnd)
+        willing, declined, silent = self._query(grid, sorted(node_ids), rnd)
         k = sim.sites_per_round or math.ceil(sim.fraction * len(willing))
         chosen = sorted(
             random.Random(sim.seed * 100_003 + rnd).sample(willing, min(k, len(willing)))
         )
-        self.current = RoundRecord(
+        rec = RoundRecord(
             rnd,
             sampled=[self.label(n) for n in chosen],
             declined=[self.label(n) for n in declined],
@@ -136,66 +142,31 @@ class SiteDeltaStrategy(Strategy):
             len(declined),
             len(silent),
         )
-        fitins = FitIns(parameters, {"run-id": self.run_id, "round": rnd})
-        return [(proxies[n], fitins) for n in chosen]
+        return chosen, rec
 
-    def label(self, node_id: int) -> int:
-        """Return the site label a node reported (its node id if it never answered)."""
-        return self.labels.get(node_id, node_id)
-
-    def aggregate_fit(
-        self, server_round: int, results: list[tuple[ClientProxy, FitRes]], failures: list[Any]
-    ) -> tuple[Parameters | None, dict[str, Any]]:
-        """Apply the mean delta of the surviving sites (SecAgg+ sum, or checked plain mean)."""
-        rec = self.current
-        assert rec is not None
-        valid: list[tuple[int, FitRes, list[fa.NDArray]]] = []
-        for proxy, res in results:
-            site = self.label(int(proxy.node_id))
-            arrays = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(res.parameters)]
-            try:
-                check_arrays(arrays, self.specs)  # type: ignore[arg-type]
-            except GuardError as err:
-                log.warning("round %d: update of site %s rejected: %s", rec.round, site, err)
-                continue
-            valid.append((site, res, arrays))
-        rec.completed = sorted(s for s, _, _ in valid)
+    def apply(self, rec: RoundRecord, outcome: RoundOutcome) -> None:
+        """Fill ``rec`` from ``outcome`` and add its mean delta to the global arrays."""
+        rec.completed = sorted(self.label(n) for n in outcome.completed)
         rec.dropped = sorted(set(rec.dropped) | (set(rec.sampled) - set(rec.completed)))
-        if not valid:
-            return None, {}
-        mean = valid[0][2] if self.secure else fa.mean_arrays([a for _, _, a in valid])
-        rec.max_abs_delta = fa.max_abs(mean)
-        keys = {k for _, res, _ in valid for k in res.metrics if k.startswith("loss-")}
-        rec.losses = {
-            k[5:]: float(np.mean([float(r.metrics[k]) for _, r, _ in valid if k in r.metrics]))
-            for k in sorted(keys)
-        }
-        rec.epsilon = {
-            s: float(r.metrics["epsilon"]) for s, r, _ in valid if "epsilon" in r.metrics
-        }
-        self.arrays = fa.add_arrays(self.arrays, mean)
-        return ndarrays_to_parameters(self.arrays), {}
+        rec.skipped, rec.timings = outcome.skipped, dict(outcome.timings)
+        reported: dict[int, dict[str, float]] = {}
+        for node, metrics in outcome.metrics.items():
+            scalars = site_scalars(metrics)
+            if scalars is None:
+                log.warning("round %d: site %s reported malformed scalars", rec.round, node)
+                continue
+            reported[self.label(node)] = scalars
+        done = [reported[s] for s in rec.completed if s in reported]
+        keys = sorted({k for m in done for k in m if k.startswith("loss-")})
+        rec.losses = {k[5:]: float(np.mean([m[k] for m in done if k in m])) for k in keys}
+        rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
+        if outcome.skipped is not None:
+            log.warning("round %d skipped, model unchanged: %s", rec.round, outcome.skipped)
+        if outcome.mean is None:
+            return
+        rec.max_abs_delta = fa.max_abs(outcome.mean)
+        self.arrays = fa.add_arrays(self.arrays, outcome.mean)
 
-    def configure_evaluate(
-        self, server_round: int, parameters: Parameters, client_manager: ClientManager
-    ) -> list[tuple[ClientProxy, Any]]:
-        """No federated evaluation: the server probes the global encoder itself."""
-        return []
-
-    def aggregate_evaluate(
-        self, server_round: int, results: list[Any], failures: list[Any]
-    ) -> tuple[float | None, dict[str, Any]]:
-        """Unused (no federated evaluation)."""
-        return None, {}
-
-    def evaluate(
-        self, server_round: int, parameters: Parameters
-    ) -> tuple[float, dict[str, Any]] | None:
+    def record(self, rec: RoundRecord) -> None:
         """End of a round: hand the round's record and the global arrays to the tracker."""
-        if server_round == 0 or self.current is None:
-            return None
-        rec, self.current = self.current, None
-        if not rec.completed:
-            rec.dropped = sorted(set(rec.dropped) | set(rec.sampled))
         self.on_round_end(rec, self.arrays)
-        return None

@@ -5,6 +5,10 @@ federated arrays, round, run id, history, config; rewritten atomically after eve
 ``metrics.json`` and ``config.yaml``. Per-site ε always comes from the sites' own ledgers: in a
 simulation the server can read ``<out>/sites/site_<id>/privacy_ledger.jsonl`` (the same files the
 sites charge); otherwise it uses the ε each site reported as a whitelisted scalar.
+
+A round that secure aggregation skips (too few survivors) keeps the model unchanged; its history
+entry carries ``skipped`` (the reason, else ``null``) and TensorBoard's ``secagg/skipped_rounds``
+counts the skipped rounds so far (continued across a resume).
 """
 
 from __future__ import annotations
@@ -100,6 +104,10 @@ class RunTracker:
         for key in ("completed", "dropped", "declined"):
             w.add_scalar(f"sites/{key}", len(getattr(rec, key)), r)
         w.add_scalar("time/round_s", wall, r)
+        if "round" in rec.timings:
+            w.add_scalar("time/secagg_round_s", rec.timings["round"], r)
+        skips = sum(1 for h in self.history if h.get("skipped")) + int(rec.skipped is not None)
+        w.add_scalar("secagg/skipped_rounds", skips, r)
         if r % self.cfg.eval.every == 0 or r == self.cfg.sim.rounds:
             self.report = self.evaluate(arrays)
             self.last_eval_round = r
@@ -143,7 +151,8 @@ class RunTracker:
             "run_id": self.run_id,
             "rounds_completed": rounds_completed,
             "secure_aggregation": secure_label(self.cfg.aggregation),
-            "quantization_bound": quantization_bound(self.cfg.aggregation),
+            "quantization_bound": quantization_bound(self.cfg),
+            "skipped_rounds": sum(1 for h in self.history if h.get("skipped")),
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
             "epsilon_max": max(eps.values(), default=0.0),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,

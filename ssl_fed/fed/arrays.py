@@ -13,11 +13,14 @@ quantization error far below the update itself, which a range that fit raw weigh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 NDArray = npt.NDArray[np.float32]
 
@@ -60,6 +63,8 @@ def state_to_arrays(state: dict[str, torch.Tensor]) -> list[NDArray]:
 
 def load_arrays(model: nn.Module, arrays: list[NDArray], share_heads: bool) -> None:
     """Load federated ``arrays`` (in :func:`federated_state` order) into ``model`` in place."""
+    import torch
+
     names = list(federated_state(model, share_heads))
     if len(names) != len(arrays):
         raise ValueError(f"expected {len(names)} federated arrays, got {len(arrays)}")

@@ -1,11 +1,18 @@
 """The message guard: nothing but the declared update and whitelisted scalars leaves a site.
 
-A site's reply is checked *after* local training and *before* SecAgg+ masks it (the guard mod sits
-inside ``secaggplus_mod``). It is fail-closed: anything unexpected (an extra record or array, a
-wrong shape or dtype, a NaN/Inf value, a metric not on the whitelist, a non-scalar or non-finite
-metric, an aggregation weight other than 1) raises :class:`GuardError`, so the reply is dropped and
-the site counts as dropped for that round. The server applies the array checks to every update it
-can see (plain aggregation) before averaging.
+A site's reply is checked *after* local training and *before* it is masked: the guard mod sits
+inside the SecAgg mod (ssl-fed's ``secagg_mod`` or Flower's ``secaggplus_mod``). It is fail-closed:
+anything unexpected (an extra record or array, a wrong name, shape or dtype, a NaN/Inf value, a
+metric not on the whitelist, a non-scalar or non-finite metric, an aggregation weight other than 1)
+raises :class:`GuardError`, so the reply is dropped and the site counts as dropped for that round.
+The server applies the array checks to every update it can see (plain aggregation) before
+averaging.
+
+Two train-reply layouts (:mod:`ssl_fed.fed.messages`): ``message`` (``secagg``, ``plain``): exactly
+an ArrayRecord ``arrays`` holding the declared arrays by name and in order, and a MetricRecord
+``metrics`` holding ``num-examples = 1`` plus whitelisted scalars; under ``secagg`` those scalars
+leave in the clear beside the masked vector, which is why they are checked here. ``legacy``
+(``flower-secaggplus``): exactly the compat ``fitres.*`` records.
 
 Notes
 -----
@@ -28,6 +35,7 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.fed.arrays import ArraySpec
+from ssl_fed.fed.messages import ARRAYS, METRICS, WEIGHT_KEY
 
 log = logging.getLogger("ssl_fed.fed.guard")
 
@@ -104,6 +112,24 @@ def check_fit_reply(content: RecordDict, specs: list[ArraySpec], allowed: Collec
     check_scalars(dict(content.config_records["fitres.metrics"]), allowed)
 
 
+def check_train_reply(
+    content: RecordDict, specs: list[ArraySpec], allowed: Collection[str]
+) -> None:
+    """Check a ``message``-layout reply: declared ``arrays``, weight 1, whitelisted scalars."""
+    layout = {"array": {ARRAYS}, "metric": {METRICS}, "config": set()}
+    if _record_names(content) != layout:
+        raise GuardError(f"reply records {_record_names(content)} differ from {layout}")
+    record = content.array_records[ARRAYS]
+    if list(record) != [s.name for s in specs]:
+        raise GuardError(f"update array names {list(record)} differ from the declared ones")
+    check_arrays([a.numpy() for a in record.values()], specs)
+    metrics = dict(content.metric_records[METRICS])
+    weight = metrics.pop(WEIGHT_KEY, None)
+    if type(weight) is not int or weight != AGGREGATION_WEIGHT:
+        raise GuardError(f"aggregation weight must be exactly {AGGREGATION_WEIGHT}, got {weight}")
+    check_scalars(metrics, allowed)
+
+
 def check_query_reply(content: RecordDict) -> None:
     """Check a budget-query reply: one MetricRecord ``budget`` with :data:`QUERY_KEYS` only."""
     names = _record_names(content)
@@ -113,12 +139,16 @@ def check_query_reply(content: RecordDict) -> None:
 
 
 def make_guard_mod(
-    specs: Callable[[Context], list[ArraySpec]], allowed: Callable[[Context], Collection[str]]
+    specs: Callable[[Context], list[ArraySpec]],
+    allowed: Callable[[Context], Collection[str]],
+    layout: Callable[[Context], str],
 ) -> Mod:
     """Build the client mod that checks every reply and raises instead of sending a bad one.
 
-    Any exception of the handler is logged in full at the site and re-raised as a
-    :class:`GuardError` that names only its type, so no exception text (paths, values) leaves.
+    ``layout(context)`` names the train-reply layout the run uses (``"message"`` or ``"legacy"``,
+    from the run's config, never from the reply itself). Any exception of the handler is logged
+    in full at the site and re-raised as a :class:`GuardError` that names only its type, so no
+    exception text (paths, values) leaves.
     """
 
     def guard_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -127,8 +157,10 @@ def make_guard_mod(
             reply = call_next(msg, context)
             if reply.has_error():
                 raise GuardError("the handler replied with an error")
-            if kind == MessageType.TRAIN:
+            if kind == MessageType.TRAIN and layout(context) == "legacy":
                 check_fit_reply(reply.content, specs(context), allowed(context))
+            elif kind == MessageType.TRAIN:
+                check_train_reply(reply.content, specs(context), allowed(context))
             elif kind == MessageType.QUERY:
                 check_query_reply(reply.content)
             else:

@@ -1,33 +1,45 @@
-"""The secure-aggregation seam: every line that touches Flower's SecAgg+ lives here.
+"""The secure-aggregation seam: every line that touches a SecAgg+ implementation lives here.
 
 SecAgg+ (Bell, Bonawitz, Gascón, Lepoint, Raykova: "Secure Single-Server Aggregation with
 (Poly)Logarithmic Overhead", CCS 2020, arXiv 2002.04156) masks each site's quantized update with
-pairwise masks agreed with ``num_shares - 1`` neighbours on a random graph, plus a private mask,
-and Shamir-shares the mask seeds with ``reconstruction_threshold``; the server learns only the sum
-of the surviving sites' updates and can unmask it as long as every sampled site keeps at least
-``threshold`` live neighbours. It hides individual updates; it adds no differential privacy.
-flwr 1.42 offers it only on the legacy stack (``LegacyContext`` + ``DefaultWorkflow`` +
-``SecAggPlusWorkflow``; client: ``secaggplus_mod``), and derives masks from 32-bit seeds, below
-cryptographic strength (DESIGN §5): replacing it means replacing this file.
+pairwise masks agreed with its neighbours on a sparse random graph, plus a private mask, and
+Shamir-shares the mask secrets; the server learns only the sum of the surviving sites' updates. It
+hides individual updates; it adds no differential privacy. ``aggregation.name`` picks:
+
+- ``secagg`` (default): ssl-fed's own implementation (:mod:`ssl_fed.secagg`) on the Message API:
+  full-strength ChaCha20 masks, one :func:`~ssl_fed.secagg.run_secagg_round` per round,
+  ``secagg_mod`` at the site. Neighbours ``k`` and threshold ``t`` default to the paper's choice
+  (``k = min(n-1, 2⌈log2 n⌉)``, ``t = k//2 + 1``); ``stage_timeout`` bounds the key, share and
+  unmask stages, ``timeout`` the masked-input stage (which includes local training), so a dead
+  site cannot stall a round. Fewer than 3 willing sites, or too few survivors, skip the round.
+- ``flower-secaggplus``: Flower 1.42's stock SecAgg+ on the legacy stack (``LegacyContext`` +
+  ``DefaultWorkflow`` + ``SecAggPlusWorkflow``; site: ``secaggplus_mod``), kept for comparison.
+  Its masks come from 32-bit seeds, below cryptographic strength (issue 5).
+- ``plain``: no secure aggregation (comparison only); no quantization.
 
 Notes
 -----
-Quantization: with aggregation weight 1 and ``max_weight = 1`` every value of a delta is clipped
-to ``±clipping_range`` and rounded to a grid of step ``2·clipping_range / quantization_range``; the
-unmasked mean of *k* surviving sites is off by at most half a step per site averaged over *k*,
-i.e. ``|error| <= clipping_range / quantization_range`` per value (:func:`quantization_bound`).
-Measured on digits (default encoder, Adam lr 2e-3, 2 local epochs, 24–300 images per site) the
-largest |delta| value per round was 0.004–0.02, so ``clipping_range = 0.5`` leaves a 25x margin
-against clipping and gives a bound of 0.5 / 2^22 ≈ 1.2e-7, about 1e-5 of the typical delta.
-The 2^32 modulus holds the sum of up to 2^32 / 2^22 = 1024 sites without overflow.
+Quantization bound (per value, against the exact mean of the clipped deltas), weight 1 everywhere.
+Both implementations clip every delta value to ``±clipping_range`` (0.5). Measured on digits
+(default encoder, 2 local epochs, 24–300 images per site) the largest |delta| per round was
+0.004–0.02, so 0.5 leaves a 25x margin against clipping.
+
+- ``secagg``: ``q`` value bits (auto: the largest ``q <= 24`` whose sum over ``n`` sites fits a
+  32-bit word, i.e. 24 for up to 256 sites with ``max_weight = 1``); error ``<= clip / (2^q - 1)``,
+  0.5 / (2^24 - 1) ≈ 3.0e-8 (:func:`ssl_fed.secagg.quantization_bound`).
+- ``flower-secaggplus``: ``quantization_range`` levels (2^22); error
+  ``<= clipping_range / quantization_range`` ≈ 1.2e-7; the 2^32 modulus holds up to 1024 sites.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
-from flwr.app import Context
+import numpy as np
+from flwr.app import Context, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp.typing import Mod
 from flwr.server import LegacyContext, ServerConfig
@@ -35,42 +47,151 @@ from flwr.server.strategy import Strategy
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
-from ssl_fed.config import AggregationConfig
+from ssl_fed import secagg as ssa
+from ssl_fed.config import AggregationConfig, ConfigError, RootConfig
+from ssl_fed.fed.guard import AGGREGATION_WEIGHT
+from ssl_fed.fed.messages import ARRAYS, WEIGHT_KEY, RoundOutcome
+from ssl_fed.secagg.params import resolve_round
 
-MAX_WEIGHT = 1.0
-"""SecAgg+'s weight cap equals the uniform site weight, so weights cost no quantization levels."""
+log = logging.getLogger("ssl_fed.server")
+
+LABELS = {"secagg": "ssl-fed-secagg+", "flower-secaggplus": "flwr-secaggplus", "plain": "off"}
+"""The ``secure_aggregation`` value metrics.json reports for each ``aggregation.name``."""
+
+MAX_WEIGHT = AGGREGATION_WEIGHT
+"""The weight cap equals the uniform site weight, so weights cost no quantization levels."""
+
+MIN_SITES = 3
+"""Fewest sites SecAgg runs with: with 2, each site could subtract its own input from the sum."""
 
 
 def secure_label(cfg: AggregationConfig) -> str:
     """Return the ``secure_aggregation`` value reported in metrics.json."""
-    return "flwr-secaggplus" if cfg.name == "secaggplus" else "off"
+    return LABELS[cfg.name]
 
 
-def quantization_bound(cfg: AggregationConfig) -> float:
-    """Largest per-value error of the unmasked mean: ``clipping_range / quantization_range``."""
-    return cfg.clipping_range / cfg.quantization_range if cfg.name == "secaggplus" else 0.0
+def expected_sites(cfg: RootConfig) -> int:
+    """Sites sampled in a round when every site is willing (``sites_per_round`` or the fraction)."""
+    return cfg.sim.sites_per_round or math.ceil(cfg.sim.fraction * cfg.sim.num_sites)
+
+
+def secagg_config(cfg: AggregationConfig) -> ssa.SecAggConfig:
+    """Translate the ``aggregation`` group into ssl-fed's :class:`~ssl_fed.secagg.SecAggConfig`."""
+    return ssa.SecAggConfig(
+        clip_range=cfg.clipping_range,
+        value_bits=cfg.value_bits,
+        max_weight=MAX_WEIGHT,
+        num_neighbours=cfg.neighbours,
+        threshold=cfg.threshold,
+        stage_timeout=cfg.stage_timeout,
+        train_timeout=cfg.timeout,
+        array_key=ARRAYS,
+        weight_key=WEIGHT_KEY,
+        clear_metrics=True,
+    )
+
+
+def check_secagg_config(cfg: RootConfig) -> None:
+    """Raise :class:`ConfigError` unless ``secagg`` can run with the expected number of sites."""
+    n = expected_sites(cfg)
+    if n < MIN_SITES:
+        raise ConfigError(
+            f"aggregation=secagg with {n} sites per round is invalid: secure aggregation needs "
+            f"at least {MIN_SITES} sites per round; sample more sites, or use aggregation=plain "
+            "for a comparison run"
+        )
+    a = cfg.aggregation
+    if a.value_bits is not None and not 2 <= a.value_bits <= 32:
+        raise ConfigError(f"aggregation.value_bits={a.value_bits} is invalid: use 2..32 or null")
+    try:
+        resolve_round(n, secagg_config(a))
+    except ValueError as err:
+        raise ConfigError(
+            f"aggregation.neighbours/threshold ({a.neighbours}, {a.threshold}) are invalid for "
+            f"{n} sites per round: {err}"
+        ) from None
+
+
+def quantization_bound(cfg: RootConfig) -> float:
+    """Largest per-value error of the aggregated mean for the chosen implementation (0 if plain)."""
+    a = cfg.aggregation
+    if a.name == "flower-secaggplus":
+        return a.clipping_range / a.quantization_range
+    if a.name == "secagg":
+        bits = resolve_round(max(MIN_SITES, expected_sites(cfg)), secagg_config(a)).value_bits
+        return ssa.quantization_bound(a.clipping_range, bits)
+    return 0.0
+
+
+def reply_layout(cfg: AggregationConfig) -> str:
+    """``legacy`` (``fitres.*``) for Flower's stock SecAgg+, else ``message`` (messages.py)."""
+    return "legacy" if cfg.name == "flower-secaggplus" else "message"
 
 
 def client_mods(cfg: AggregationConfig) -> list[Mod]:
     """Return the mods a site puts *outside* its guard on the train handler."""
-    return [secaggplus_mod] if cfg.name == "secaggplus" else []
+    if cfg.name == "secagg":
+        return [ssa.secagg_mod]
+    return [secaggplus_mod] if cfg.name == "flower-secaggplus" else []
 
 
-def run_rounds(
+def run_legacy_rounds(
     grid: Grid, context: Context, strategy: Strategy, num_rounds: int, cfg: AggregationConfig
 ) -> None:
-    """Run ``num_rounds`` fit rounds of ``strategy`` on ``grid``, through SecAgg+ unless plain."""
+    """Run ``num_rounds`` rounds of a legacy ``strategy`` through Flower's stock SecAgg+."""
     legacy = LegacyContext(
         context=context, config=ServerConfig(num_rounds=num_rounds), strategy=strategy
     )
-    fit: Callable[[Grid, Any], None] | None = None
-    if cfg.name == "secaggplus":
-        fit = SecAggPlusWorkflow(
-            num_shares=cfg.num_shares,
-            reconstruction_threshold=cfg.reconstruction_threshold,
-            max_weight=MAX_WEIGHT,
-            clipping_range=cfg.clipping_range,
-            quantization_range=cfg.quantization_range,
-            timeout=cfg.timeout,
-        )
+    fit: Callable[[Grid, Any], None] = SecAggPlusWorkflow(
+        num_shares=cfg.num_shares,
+        reconstruction_threshold=cfg.reconstruction_threshold,
+        max_weight=float(MAX_WEIGHT),
+        clipping_range=cfg.clipping_range,
+        quantization_range=cfg.quantization_range,
+        timeout=cfg.timeout,
+    )
     DefaultWorkflow(fit_workflow=fit)(grid, legacy)
+
+
+def aggregate_secure(
+    grid: Grid, node_ids: list[int], content: RecordDict, cfg: AggregationConfig, rnd: int
+) -> RoundOutcome:
+    """Run one ssl-fed SecAgg+ round over ``node_ids`` and return the survivors' mean delta.
+
+    A skip (fewer than 3 sites, too few survivors, a secret that cannot be rebuilt) returns an
+    outcome without a mean and with the reason; the caller keeps the model unchanged.
+    """
+    names = list(content.array_records[ARRAYS])
+    if len(node_ids) < MIN_SITES:
+        reason = f"{len(node_ids)} sites sampled; secure aggregation needs at least {MIN_SITES}"
+        return RoundOutcome(None, [], list(node_ids), skipped=reason)
+    spec = ssa.spec_from_arrays(content.array_records[ARRAYS])
+    try:
+        res = ssa.run_secagg_round(
+            grid, node_ids, content, spec, secagg_config(cfg), group_id=str(rnd)
+        )
+    except ValueError as err:
+        return RoundOutcome(None, [], list(node_ids), skipped=f"invalid SecAgg round: {err}")
+    _log_rejections(rnd, res.rejected)
+    timings = {k: round(v, 4) for k, v in res.timings.items()}
+    if isinstance(res, ssa.Skipped):
+        reason = f"SecAgg skipped at stage {res.stage}: {res.reason}"
+        return RoundOutcome(None, [], list(node_ids), dict(res.clear), reason, timings)
+    mean = [np.asarray(res.arrays[n], np.float32) for n in names]
+    dropped = sorted(set(node_ids) - set(res.survivors))
+    return RoundOutcome(mean, list(res.survivors), dropped, dict(res.clear), None, timings)
+
+
+def _log_rejections(rnd: int, rejected: dict[int, str]) -> None:
+    """Log why sites left the round; a protocol version mismatch gets its own clear error."""
+    for node, reason in sorted(rejected.items()):
+        if "protocol version mismatch" in reason:
+            log.error(
+                "round %d: node %d speaks another SecAgg protocol version (server: %s): %s",
+                rnd,
+                node,
+                ssa.PROTOCOL_VERSION,
+                reason,
+            )
+        else:
+            log.warning("round %d: node %d left the SecAgg round: %s", rnd, node, reason)

@@ -6,10 +6,14 @@ masked-input stage also carries the caller's train content (global arrays and co
 train handler runs inside :func:`ssl_fed.secagg.mod.secagg_mod`. Every stage waits at most its
 timeout; a site that does not answer in time, answers with an error, or answers malformed is
 dropped for the rest of the round, and the protocol tolerates it if enough neighbours survive.
+An error reply's reason (e.g. the site's "protocol version mismatch") is kept in the result's
+``rejected`` map, so the caller can log why a site left. With ``SecAggConfig.clear_metrics`` the
+site's whitelisted scalars come back beside the masked vector in a MetricRecord under :data:`CLEAR`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -25,6 +29,7 @@ from ssl_fed.secagg.wire import Payload
 
 RECORD = "secagg"
 MASKED = "secagg.masked"
+CLEAR = "secagg.clear"
 
 
 def spec_from_arrays(arrays: ArrayRecord) -> ArraySpec:
@@ -59,6 +64,17 @@ def _unpack(msg: Message, timings: dict[str, float]) -> Payload | None:
             timings.get("server.serialize", 0.0) + time.perf_counter() - t0
         )
     return payload
+
+
+def _clear_scalars(msg: Message) -> dict[str, float]:
+    """Return the finite numeric scalars of the reply's clear MetricRecord (drop anything else)."""
+    if CLEAR not in msg.content.metric_records:
+        return {}
+    out: dict[str, float] = {}
+    for key, value in msg.content.metric_records[CLEAR].items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
 
 
 def _send_and_receive(grid: Grid, msgs: list[Message], timeout: float) -> list[Message]:
@@ -120,6 +136,8 @@ def run_secagg_round(
     """
     server = SecAggServer(node_ids, spec, cfg)
     timings: dict[str, float] = {}
+    errors: dict[int, str] = {}
+    clear: dict[int, dict[str, float]] = {}
     t_round = time.perf_counter()
 
     def exchange(
@@ -133,9 +151,13 @@ def run_secagg_round(
         replies: dict[int, Payload] = {}
         for rep in _send_and_receive(grid, msgs, timeout):
             src = rep.metadata.src_node_id
+            if rep.has_error() and src in requests:
+                errors.setdefault(src, f"{stage}: site replied with error: {rep.error.reason}")
             payload = _unpack(rep, timings)
             if payload is not None and src in requests and src not in replies:
                 replies[src] = payload
+                if stage == "collect":
+                    clear[src] = _clear_scalars(rep)
         timings[f"stage.{stage}"] = time.perf_counter() - t0
         return replies
 
@@ -148,14 +170,31 @@ def run_secagg_round(
         requests = make()
         if stage == "collect":
             for p in requests.values():
-                p.update(array_key=cfg.array_key, weight_key=cfg.weight_key)
+                p.update(
+                    array_key=cfg.array_key,
+                    weight_key=cfg.weight_key,
+                    clear_metrics=cfg.clear_metrics,
+                )
         replies = exchange(stage, requests, timeout, train_content if stage == "collect" else None)
         skip = accept(replies)
         if skip is not None:
-            skip.timings.update(timings)
-            return skip
+            return _annotate(skip, timings, errors, clear, t_round)
     server.accept_unmask(exchange("unmask", server.unmask_requests(), cfg.stage_timeout))
-    result = server.finish()
+    return _annotate(server.finish(), timings, errors, clear, t_round)
+
+
+def _annotate(
+    result: AggregateResult | Skipped,
+    timings: dict[str, float],
+    errors: dict[int, str],
+    clear: dict[int, dict[str, float]],
+    t_round: float,
+) -> AggregateResult | Skipped:
+    """Add stage timings, site error reasons and the survivors' clear scalars to ``result``."""
     result.timings.update(timings)
     result.timings["round"] = time.perf_counter() - t_round
+    for nid, reason in errors.items():
+        if nid not in result.survivors:
+            result.rejected.setdefault(nid, reason)
+    result.clear = {n: clear[n] for n in result.survivors if clear.get(n)}
     return result

@@ -12,7 +12,10 @@ Messages without the ``"secagg"`` ConfigRecord pass straight to the handler, so 
 handler also serves plain rounds. In the masked-input stage the handler runs on the server's train
 content; its reply's ArrayRecord (key sent by the server, default ``"arrays"``) and weight (default
 metric ``"num-examples"``) are encoded, masked and sent back as one ``uint{b}`` vector. Other
-metrics are not sent: they would leave the site unprotected.
+metrics are not sent (they would leave the site unprotected), unless the server's request sets
+``clear_metrics`` (``SecAggConfig.clear_metrics``): then the other scalars of the weight's
+MetricRecord travel in the clear beside the masked vector. Put a guard mod *inside* this mod that
+checks they are scalars the site may release (ssl-fed's :mod:`ssl_fed.fed.guard` does).
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp.typing import ClientAppCallable
 
 from ssl_fed.secagg import client
-from ssl_fed.secagg.driver import MASKED, RECORD
+from ssl_fed.secagg.driver import CLEAR, MASKED, RECORD
 from ssl_fed.secagg.wire import Payload
 
 STATE_KEY = "secagg.state"
@@ -33,7 +45,7 @@ ERROR_CODE = 6  # flwr ErrorCode.MOD_FAILED_PRECONDITION
 
 def _train(
     msg: Message, context: Context, call_next: ClientAppCallable, request: Payload
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, Any], float, dict[str, Any]]:
     original = msg.content
     msg.content = RecordDict({k: v for k, v in original.items() if k != RECORD})
     try:
@@ -48,7 +60,9 @@ def _train(
     arrays = {k: v.numpy() for k, v in reply.content.array_records[akey].items()}
     for rec in reply.content.metric_records.values():
         if wkey in rec:
-            return arrays, float(rec[wkey])  # type: ignore[arg-type]
+            send = request.get("clear_metrics") is True
+            clear = {k: v for k, v in rec.items() if k != wkey} if send else {}
+            return arrays, float(rec[wkey]), clear  # type: ignore[arg-type]
     raise ValueError(f"train reply has no metric {wkey!r} (the site's weight)")
 
 
@@ -58,6 +72,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         return call_next(msg, context)
     request: Payload = dict(msg.content.config_records[RECORD])
     stage = request.get("stage")
+    clear: dict[str, Any] = {}
     try:
         if stage == "advertise":
             state, reply = client.advertise(context.node_id, request)
@@ -70,7 +85,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
                 state, reply = client.share(state, request)
             elif stage == "collect":
                 t0 = time.perf_counter()
-                arrays, weight = _train(msg, context, call_next, request)
+                arrays, weight, clear = _train(msg, context, call_next, request)
                 t1 = time.perf_counter()
                 encoded = state.round_setup().encode(arrays, weight)
                 t2 = time.perf_counter()
@@ -88,5 +103,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         t0 = time.perf_counter()
         content[MASKED] = ArrayRecord({"masked": Array(reply.pop("masked"))})
         reply["t_serialize"] = time.perf_counter() - t0
+    if clear:
+        content[CLEAR] = MetricRecord(clear)
     content[RECORD] = ConfigRecord(reply)
     return Message(content, reply_to=msg)

@@ -49,6 +49,12 @@ class SecAggConfig:
     array_key, weight_key : str
         Where the wrapped train handler's reply keeps its ArrayRecord and its weight in the
         MetricRecord (Flower's Message-API defaults ``"arrays"`` and ``"num-examples"``).
+    clear_metrics : bool
+        If true, the other scalars of the MetricRecord that holds the weight travel *in the clear*
+        beside the masked vector and reach the caller per survivor
+        (:attr:`~ssl_fed.secagg.result.AggregateResult.clear`). Only for scalars that may leave a
+        site individually (e.g. a guard-checked whitelist of mean losses and ε spent); default off,
+        so nothing but the masked vector leaves.
     """
 
     clip_range: float = 8.0
@@ -61,6 +67,7 @@ class SecAggConfig:
     train_timeout: float = 600.0
     array_key: str = "arrays"
     weight_key: str = "num-examples"
+    clear_metrics: bool = False
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip_range) and self.clip_range > 0):

@@ -23,11 +23,14 @@ class AggregateResult:
     dropped : list[int]
         Sites that shared keys but whose input is not in the sum (timeout or rejected).
     rejected : dict[int, str]
-        Sites whose messages broke the protocol, with the reason (a subset of the non-survivors).
+        Sites whose messages broke the protocol or that answered a stage with an error (e.g. a
+        protocol version mismatch), with the reason (a subset of the non-survivors).
     error_bound : float
         Per-coordinate bound on the quantization error vs the exact weighted mean of clipped inputs.
     timings : dict[str, float]
         Seconds per stage (server wall time) and per cost category (server and summed site time).
+    clear : dict[int, dict[str, float]]
+        Per survivor, the scalars it sent in the clear (only with ``SecAggConfig.clear_metrics``).
     """
 
     arrays: dict[str, NDArray[np.float64]]
@@ -37,14 +40,20 @@ class AggregateResult:
     rejected: dict[int, str]
     error_bound: float
     timings: dict[str, float] = field(default_factory=dict)
+    clear: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass
 class Skipped:
-    """The round produced no aggregate; the caller keeps the model unchanged and counts the skip."""
+    """The round produced no aggregate; the caller keeps the model unchanged and counts the skip.
+
+    ``survivors`` are the sites still in the round when it stopped; ``clear`` holds the clear
+    scalars (``SecAggConfig.clear_metrics``) of those that reached the masked-input stage.
+    """
 
     reason: str
     stage: str
     survivors: list[int] = field(default_factory=list)
     rejected: dict[int, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    clear: dict[int, dict[str, float]] = field(default_factory=dict)

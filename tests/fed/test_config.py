@@ -19,6 +19,12 @@ from ssl_fed.config import ConfigError, load_config
         ("aggregation.clipping_range=0", "aggregation.clipping_range"),
         ("aggregation.timeout=-1", "aggregation.timeout"),
         ("aggregation.name=fedprox", "aggregation.name"),
+        ("aggregation.name=secaggplus", "aggregation.name"),
+        ("aggregation.threshold=1", "aggregation.neighbours/threshold"),
+        ("aggregation.neighbours=3", "aggregation.neighbours/threshold"),
+        ("aggregation.stage_timeout=0", "aggregation.stage_timeout"),
+        ("aggregation.value_bits=40", "aggregation.value_bits"),
+        ("sim.num_sites=2", "aggregation=secagg"),
         ("privacy.target_epsilon=-1", "privacy.target_epsilon"),
         ("eval.every=0", "eval.every"),
     ],
@@ -32,5 +38,7 @@ def test_defaults_are_the_main_job() -> None:
     cfg = load_config()
     assert (cfg.sim.num_sites, cfg.partition.kind, cfg.partition.alpha) == (10, "dirichlet", 0.5)
     assert (cfg.task.name, cfg.privacy.target_epsilon, cfg.privacy.delta) == ("joint", 8.0, 1e-5)
-    assert cfg.aggregation.name == "secaggplus"
+    assert cfg.aggregation.name == "secagg"
     assert load_config(["aggregation=plain"]).aggregation.name == "plain"
+    assert load_config(["aggregation=flower-secaggplus"]).aggregation.name == "flower-secaggplus"
+    assert load_config(["sim.num_sites=2", "aggregation=plain"]).sim.num_sites == 2

@@ -22,6 +22,7 @@ from flwr.compat.common import recorddict_compat as compat
 
 from ssl_fed.fed.arrays import ArraySpec
 from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, make_guard_mod
+from ssl_fed.fed.messages import train_reply
 
 SPECS = [ArraySpec("encoder.w", (2, 3), "float32"), ArraySpec("encoder.b", (3,), "float32")]
 ALLOWED = allowed_fit_metrics(["rotation"])
@@ -41,8 +42,12 @@ def _good() -> list[np.ndarray]:
     return [np.zeros((2, 3), np.float32), np.ones(3, np.float32)]
 
 
-def _run(make_reply: Callable[[Message], Message], kind: str = MessageType.TRAIN) -> Message:
-    guard = make_guard_mod(lambda c: SPECS, lambda c: ALLOWED)
+def _run(
+    make_reply: Callable[[Message], Message],
+    kind: str = MessageType.TRAIN,
+    layout: str = "legacy",
+) -> Message:
+    guard = make_guard_mod(lambda c: SPECS, lambda c: ALLOWED, lambda c: layout)
     msg = _incoming(kind)
     ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})
     return guard(msg, ctx, lambda m, c: make_reply(m))
@@ -108,3 +113,59 @@ def test_query_reply_only_carries_can_train_and_site() -> None:
     )
     with pytest.raises(GuardError):
         _run(extra, MessageType.QUERY)
+
+
+NAMES = [s.name for s in SPECS]
+
+
+def _msg_reply(msg: Message, arrays: list[np.ndarray], metrics: dict, names: list[str]) -> Message:
+    return Message(train_reply(arrays, names, metrics, "message"), reply_to=msg)
+
+
+def test_message_layout_declared_reply_passes() -> None:
+    # Execute: the layout ssl-fed's SecAgg and plain rounds use
+    reply = _run(
+        lambda m: _msg_reply(m, _good(), {"loss-rotation": 1.2, "epsilon": 3.0}, NAMES),
+        layout="message",
+    )
+    # Assert
+    assert list(reply.content.array_records["arrays"]) == NAMES
+    assert reply.content.metric_records["metrics"]["num-examples"] == 1
+
+
+@pytest.mark.parametrize(
+    "arrays, metrics, names",
+    [
+        (_good(), {}, ["encoder.b", "encoder.w"]),  # names swapped
+        (_good(), {}, ["encoder.w", "encoder.x"]),  # an undeclared name
+        ([np.zeros((2, 3), np.float32), np.full(3, np.nan, np.float32)], {}, NAMES),  # NaN
+        ([np.zeros((2, 3), np.float64), np.ones(3, np.float32)], {}, NAMES),  # wrong dtype
+        (_good(), {"num-images": 311.0}, NAMES),  # not whitelisted
+        (_good(), {"epsilon": float("inf")}, NAMES),  # non-finite
+        (_good(), {"epsilon": [1.0, 2.0]}, NAMES),  # not a scalar
+    ],
+)
+def test_message_layout_undeclared_content_is_dropped(
+    arrays: list, metrics: dict, names: list[str]
+) -> None:
+    with pytest.raises(GuardError, match="guard"):
+        _run(lambda m: _msg_reply(m, arrays, metrics, names), layout="message")
+
+
+@pytest.mark.parametrize("weight", [311, 1.0, 0])
+def test_message_layout_weight_must_be_exactly_one(weight: object) -> None:
+    def reply(m: Message) -> Message:
+        out = _msg_reply(m, _good(), {}, NAMES)
+        out.content.metric_records["metrics"]["num-examples"] = weight  # type: ignore[assignment]
+        return out
+
+    with pytest.raises(GuardError):
+        _run(reply, layout="message")
+
+
+def test_layout_comes_from_the_config_not_the_reply() -> None:
+    # A legacy-layout reply in a message-layout run is dropped, and vice versa
+    with pytest.raises(GuardError):
+        _run(lambda m: _fit_reply(m, _good(), {}), layout="message")
+    with pytest.raises(GuardError):
+        _run(lambda m: _msg_reply(m, _good(), {}, NAMES), layout="legacy")

@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
-from flwr.compat.common import recorddict_compat as compat
 
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import allowed_fit_metrics, make_guard_mod
-from ssl_fed.fed.secagg import client_mods
+from ssl_fed.fed.messages import read_train_request, train_reply
+from ssl_fed.fed.secagg import client_mods, reply_layout
 from ssl_fed.models import build_model
 
 
-def fake_delta(specs: list[fa.ArraySpec], site: int) -> list[fa.NDArray]:
-    """Site ``site``'s update: seeded values of typical delta size (|x| <= 0.02)."""
-    rng = np.random.default_rng(1000 + site)
+def fake_delta(specs: list[fa.ArraySpec], site: int, round: int = 1) -> list[fa.NDArray]:
+    """Site ``site``'s update in ``round``: seeded values of typical delta size (|x| <= 0.02)."""
+    rng = np.random.default_rng(1000 * round + site)
     return [rng.uniform(-0.02, 0.02, s.shape).astype(np.float32) for s in specs]
 
 
-def make_fake_app(cfg: RootConfig, drop: set[int], poison: set[int], guard: bool) -> ClientApp:
-    """Sites in ``drop`` fail while computing their update (SecAgg+ stage 2); sites in
-    ``poison`` send NaN. ``guard=False`` leaves the site guard out (a broken or hostile site).
+def make_fake_app(
+    cfg: RootConfig,
+    drop: Mapping[int, set[int]],
+    poison: Mapping[int, set[int]],
+    guard: bool,
+) -> ClientApp:
+    """Sites in ``drop[round]`` fail while computing their update (the masked-input stage);
+    sites in ``poison[round]`` send NaN. ``guard=False`` leaves the site guard out (a broken or
+    hostile site). The reply layout and SecAgg mod follow ``cfg.aggregation``.
     """
     specs = fa.array_specs(build_model(cfg.encoder, 1), cfg.aggregation.share_heads)
+    layout = reply_layout(cfg.aggregation)
     mods = [*client_mods(cfg.aggregation)]
     if guard:
-        mods.append(make_guard_mod(lambda c: specs, lambda c: allowed_fit_metrics(["rotation"])))
+        allowed = allowed_fit_metrics(["rotation"])
+        mods.append(make_guard_mod(lambda c: specs, lambda c: allowed, lambda c: layout))
     app = ClientApp()
 
     @app.query()
@@ -41,14 +50,13 @@ def make_fake_app(cfg: RootConfig, drop: set[int], poison: set[int], guard: bool
     @app.train(mods=mods)
     def train(msg: Message, context: Context) -> Message:
         site = int(context.node_config["partition-id"])
-        if site in drop:
+        _, names, _, rnd = read_train_request(msg.content, layout)
+        if site in drop.get(rnd, set()):
             raise RuntimeError(f"site {site} dies while computing its update")
-        delta = fake_delta(specs, site)
-        if site in poison:
+        delta = fake_delta(specs, site, rnd)
+        if site in poison.get(rnd, set()):
             delta[0][...] = np.nan
-        fitres = FitRes(
-            Status(Code.OK, ""), ndarrays_to_parameters(delta), 1, {"loss-rotation": 1.0}
-        )
-        return Message(compat.fitres_to_recorddict(fitres, keep_input=True), reply_to=msg)
+        scalars = {"loss-rotation": 1.0 + site, "epsilon": 0.1 * rnd}
+        return Message(train_reply(delta, names, scalars, layout), reply_to=msg)
 
     return app

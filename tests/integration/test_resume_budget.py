@@ -20,8 +20,9 @@ def _ledger(out: Path, site: int, cfg) -> PrivacyLedger:  # type: ignore[no-unty
 
 
 def test_exhausted_site_declines_and_resume_keeps_ledgers_consistent(tmp_path: Path) -> None:
-    # Prepare: site 0 already spent its whole budget in an earlier run
-    base = [*TINY, f"out={tmp_path}", "sim.num_sites=3", "sim.rounds=2", "eval.every=2"]
+    # Prepare: site 0 already spent its whole budget in an earlier run (4 sites, so that the 3
+    # willing ones still make a secure-aggregation round)
+    base = [*TINY, f"out={tmp_path}", "sim.num_sites=4", "sim.rounds=2", "eval.every=2"]
     cfg = load_config(base)
     PrivacyLedger(tmp_path / "sites" / "site_0", budget=1000.0, delta=cfg.privacy.delta).charge(
         run_id="earlier", round=1, noise_multiplier=0.5, sample_rate=1.0, steps=40, sensitivity=1.0
@@ -35,8 +36,8 @@ def test_exhausted_site_declines_and_resume_keeps_ledgers_consistent(tmp_path: P
     assert second["run_id"] == first["run_id"]
     assert [h["round"] for h in second["history"]] == [1, 2]
     assert all(h["declined"] == [0] for h in second["history"])
-    assert all(h["completed"] == [1, 2] for h in second["history"])
-    for site in (1, 2):
+    assert all(h["completed"] == [1, 2, 3] for h in second["history"])
+    for site in (1, 2, 3):
         entries = _ledger(tmp_path, site, cfg).entries_for(first["run_id"])
         assert [e.round for e in entries] == [1, 2]
     assert _ledger(tmp_path, 0, cfg).entries_for(first["run_id"]) == []

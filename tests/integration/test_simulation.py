@@ -1,4 +1,4 @@
-"""End to end: 3 simulated sites, 2 SecAgg+ rounds on digits with a tiny encoder (one run)."""
+"""End to end: 3 simulated sites, 2 rounds of ssl-fed SecAgg (the default) on digits."""
 
 from __future__ import annotations
 
@@ -43,7 +43,10 @@ def test_global_encoder_changed(run: dict[str, Any]) -> None:
 def test_metrics_json(run: dict[str, Any]) -> None:
     m = json.loads((run["out"] / "metrics.json").read_text())
     assert m["rounds_completed"] == 2
-    assert m["secure_aggregation"] == "flwr-secaggplus"
+    assert m["secure_aggregation"] == "ssl-fed-secagg+"
+    assert 0 < m["quantization_bound"] < 1e-7
+    assert m["skipped_rounds"] == 0
+    assert [h["skipped"] for h in m["history"]] == [None, None]
     assert set(m["epsilon_per_site"]) == {"0", "1", "2"}
     assert 0 < m["epsilon_max"] <= 8.0 + 1e-6
     assert set(m["linear_probe"]) == {"1", "5"}
@@ -74,5 +77,6 @@ def test_tensorboard_has_epsilon_and_loss(run: dict[str, Any]) -> None:
         "privacy/epsilon/max",
         "loss/rotation",
         "loss/contrastive",
+        "secagg/skipped_rounds",
     } <= tags
     assert [e.step for e in acc.Scalars("privacy/epsilon/max")] == [1, 2]

@@ -1,0 +1,99 @@
+"""Train message layouts shared by the server and the sites, and a round's aggregation outcome.
+
+Two layouts exist, chosen by ``aggregation.name`` (:func:`ssl_fed.fed.secagg.reply_layout`):
+
+- ``message`` (``secagg`` and ``plain``): Flower's Message-API records. The server sends
+  ``{"arrays": ArrayRecord(global federated arrays, by state-dict name), "config":
+  ConfigRecord({"run-id", "round"})}``; a site replies ``{"arrays": ArrayRecord(delta, float32,
+  same names and order), "metrics": MetricRecord({"num-examples": 1, <whitelisted scalars>})}``.
+  Under ``secagg`` the site's :func:`~ssl_fed.secagg.secagg_mod` masks ``arrays`` and the weight;
+  the whitelisted scalars travel in the clear beside the masked vector.
+- ``legacy`` (``flower-secaggplus``): Flower's compat ``fitins.*`` / ``fitres.*`` records, which
+  the stock ``secaggplus_mod`` expects.
+
+Every site has weight 1 (:data:`~ssl_fed.fed.guard.AGGREGATION_WEIGHT`): weighting by example
+count would reveal each site's data size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.compat.common import recorddict_compat as compat
+
+from ssl_fed.fed.arrays import NDArray
+
+ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
+WEIGHT_KEY = "num-examples"
+
+
+@dataclass
+class RoundOutcome:
+    """What one round's aggregation produced, keyed by Flower node id.
+
+    Attributes
+    ----------
+    mean : list[NDArray] | None
+        The uniform mean of the completed sites' deltas; ``None`` keeps the model unchanged.
+    completed, dropped : list[int]
+        Nodes whose delta is in the mean; sampled nodes whose delta is not.
+    metrics : dict[int, dict[str, float]]
+        Whitelisted per-site scalars (mean losses, ε spent, ε remaining) the sites reported.
+    skipped : str | None
+        Why the round produced no aggregate (too few survivors, ...), else ``None``.
+    timings : dict[str, float]
+        Seconds per protocol stage (secure aggregation only).
+    """
+
+    mean: list[NDArray] | None
+    completed: list[int]
+    dropped: list[int]
+    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    skipped: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def train_content(arrays: list[NDArray], names: list[str], run_id: str, round: int) -> RecordDict:
+    """Build the server's ``message``-layout train content (global arrays by name + config)."""
+    record = ArrayRecord(
+        {n: Array(np.ascontiguousarray(a, np.float32)) for n, a in zip(names, arrays, strict=True)}
+    )
+    return RecordDict({ARRAYS: record, CONFIG: ConfigRecord({"run-id": run_id, "round": round})})
+
+
+def read_train_request(
+    content: RecordDict, layout: str
+) -> tuple[list[NDArray], list[str], str, int]:
+    """Return (global arrays, their names, run id, round) from a train request of ``layout``."""
+    if layout == "legacy":
+        fitins = compat.recorddict_to_fitins(content, keep_input=True)
+        arrays = [np.asarray(a, np.float32) for a in parameters_to_ndarrays(fitins.parameters)]
+        cfg = fitins.config
+        names = [str(i) for i in range(len(arrays))]
+        return arrays, names, str(cfg["run-id"]), int(cfg["round"])  # type: ignore[arg-type]
+    record, conf = content.array_records[ARRAYS], content.config_records[CONFIG]
+    arrays = [np.asarray(a.numpy(), np.float32) for a in record.values()]
+    return arrays, list(record), str(conf["run-id"]), int(conf["round"])  # type: ignore[arg-type]
+
+
+def train_reply(
+    delta: list[NDArray], names: list[str], scalars: dict[str, float], layout: str
+) -> RecordDict:
+    """Build a site's train reply of ``layout``: delta arrays, weight 1 and the scalars."""
+    if layout == "legacy":
+        fitres = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(delta), 1, dict(scalars))
+        return compat.fitres_to_recorddict(fitres, keep_input=True)
+    record = ArrayRecord(
+        {n: Array(np.ascontiguousarray(a)) for n, a in zip(names, delta, strict=True)}
+    )
+    return RecordDict({ARRAYS: record, METRICS: MetricRecord({WEIGHT_KEY: 1, **scalars})})
+
+
+def read_train_reply(content: RecordDict) -> tuple[list[NDArray], dict[str, float]]:
+    """Return (delta arrays, scalars without the weight) of a ``message``-layout reply."""
+    arrays = [a.numpy() for a in content.array_records[ARRAYS].values()]
+    metrics = dict(content.metric_records[METRICS])
+    return arrays, {k: v for k, v in metrics.items() if k != WEIGHT_KEY}  # type: ignore[misc]
