@@ -25,6 +25,7 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.runconfig import from_run_config
 from ssl_fed.fed.secagg import run_legacy_rounds
 from ssl_fed.models import build_model
+from ssl_fed.train.job import init_summary, load_init
 
 log = logging.getLogger("ssl_fed.server")
 
@@ -45,13 +46,15 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
     tracker = RunTracker(tracker_cfg, run_id, list(ckpt["history"]) if ckpt else [])
     model = tracker.model
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
+    torch.manual_seed(cfg.sim.seed)
+    init = build_model(cfg.encoder, tracker.splits.train.channels)
+    tracker.init_info = init_summary(cfg.init, load_init(init, cfg.init))
     if ckpt:
         arrays = [a.astype("float32") for a in ckpt["arrays"]]
         log.info("resuming run %s after round %d", run_id, done)
     else:
-        torch.manual_seed(cfg.sim.seed)
-        init = build_model(cfg.encoder, tracker.splits.train.channels)
         arrays = fa.state_to_arrays(fa.federated_state(init, cfg.aggregation.share_heads))
+        log.info("initial encoder: %s", tracker.init_info)
     last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
     rounds = SiteRounds(cfg, arrays, specs, run_id=run_id, on_round_end=tracker.end_round)
     log.info("aggregation: %s", cfg.aggregation.name)

@@ -34,6 +34,7 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.secagg import quantization_bound, secure_label
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
+from ssl_fed.train.job import write_atomic
 
 log = logging.getLogger("ssl_fed.server")
 CHECKPOINT = "checkpoints/last.pt"
@@ -60,6 +61,7 @@ class RunTracker:
         self.report: dict[str, Any] = {}
         self.last_eval_round = 0
         self.epsilon_reported: dict[int, float] = {}
+        self.init_info: dict[str, Any] = {"kind": "random"}
         log.info(
             "TensorBoard logs: %s  (open: tensorboard --logdir %s)",
             self.out / "tb",
@@ -156,6 +158,7 @@ class RunTracker:
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
             "epsilon_max": max(eps.values(), default=0.0),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,
+            "init": self.init_info,
             "linear_probe": self.report.get("linear_probe"),
             "knn_accuracy": self.report.get("knn_accuracy"),
             "evaluated_round": self.last_eval_round,
@@ -163,7 +166,7 @@ class RunTracker:
             "wall_time_s": time.time() - self.started,
             "tensorboard": str(self.out / "tb"),
         }
-        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        write_atomic(self.out / "metrics.json", json.dumps(metrics, indent=2).encode())
         return metrics
 
     def close(self) -> None:

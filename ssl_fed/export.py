@@ -83,6 +83,7 @@ def model_card(ckpt: dict[str, Any], metrics: dict[str, Any], channels: int) -> 
         "secure_aggregation": metrics.get("secure_aggregation"),
         "aggregation": cfg["aggregation"],
         "data": {k: cfg["data"][k] for k in ("name", "image_size")} | {"channels": channels},
+        "initialisation": metrics.get("init", {"kind": "random"}),
         "linear_probe": metrics.get("linear_probe"),
         "knn_accuracy": metrics.get("knn_accuracy"),
         "evaluated_round": metrics.get("evaluated_round"),
@@ -108,6 +109,7 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"- **Secure aggregation:** {card['secure_aggregation']}; "
             f"parameters: `{json.dumps(card['aggregation'])}`",
             f"- **Data:** `{json.dumps(card['data'])}`",
+            f"- **Initialisation:** `{json.dumps(card['initialisation'])}`",
             f"- **Linear probe:** {card['linear_probe']}; **kNN:** {card['knn_accuracy']} "
             f"(round {card['evaluated_round']})",
             f"- **Config SHA-256:** `{card['config_sha256']}`",
