@@ -17,7 +17,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/ssl-fed train-local data=digits task=joint privacy=dpsgd privacy.target_epsilon=8 out=outputs/demo
+	test -f outputs/warm-start/card.json || $(BIN)/ssl-fed pretrain-synthetic out=outputs/warm-start
+	$(BIN)/ssl-fed simulate init=outputs/warm-start out=outputs/demo-$$(date +%Y%m%d-%H%M%S)
 
 lint: setup
 	$(BIN)/ruff check .
