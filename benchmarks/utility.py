@@ -77,13 +77,16 @@ def per_site_accuracy(per_class: dict[str, float], overrides: list[str]) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="ε=8 rows only, fewer rounds")
-    parser.add_argument("--out", default="outputs/bench")
+    parser.add_argument("--out", default="outputs/bench",
+                        help="run directories; rows already in OUT/utility.json are reused")
     args = parser.parse_args()
     out = Path(args.out)
     base = load_config([])
     splits = load_splits(base.data)
     assert splits.test is not None
     rows: list[dict[str, Any]] = []
+    saved = out / "utility.json"
+    done = {r["row"]: r for r in json.loads(saved.read_text())} if saved.exists() else {}
 
     def show(row: dict[str, Any]) -> None:
         p = row["probe"]
@@ -118,6 +121,9 @@ def main() -> None:
         time.time() - start))
 
     for task in ([] if args.quick else ["rotation", "contrastive", "joint"]):
+        if f"centralized non-private {task}" in done:
+            show(done[f"centralized non-private {task}"])
+            continue
         start = time.time()
         metrics = run_train_local(load_config([f"task={task}", "privacy=off",
                                                "train.local_epochs=30", "train.progress=false",
@@ -126,12 +132,15 @@ def main() -> None:
 
     fed = ["train.progress=false"]
     nonprivate = [("α=0.5", []), ("IID", ["partition=iid"]), ("α=0.1", ["partition.alpha=0.1"])]
-    for label, extra in nonprivate[: 1 if args.quick else 3]:
+    for slug, (label, extra) in zip(("a05", "iid", "a01"), nonprivate[: 1 if args.quick else 3],
+                                    strict=False):
         name = f"federated non-private, 10 sites {label}"
-        show(simulate_row(name.replace(" ", "_").replace(",", ""), out,
-                          [*fed, "privacy=off", *extra], "inf") | {"row": name})
-    show(simulate_row("fed-warm-nonprivate", out, [*fed, "privacy=off", f"init={warm}"], "inf")
-         | {"row": "warm start + federated non-private"})
+        show(done.get(name) or simulate_row(f"fed-nonprivate-{slug}", out,
+                                            [*fed, "privacy=off", *extra], "inf") | {"row": name})
+    name = "warm start + federated non-private"
+    show(done.get(name) or simulate_row("fed-warm-nonprivate", out,
+                                        [*fed, "privacy=off", f"init={warm}"], "inf")
+         | {"row": name})
     best: tuple[float, dict[str, Any], list[str]] | None = None
     for eps in ([8.0] if args.quick else [1.0, 3.0, 8.0]):
         variants = [
@@ -142,8 +151,9 @@ def main() -> None:
         for label, extra in variants:
             name = f"federated DP+SecAgg ε={eps:g}, {label}"
             overrides = [*fed, f"privacy.target_epsilon={eps}", *extra]
-            row = simulate_row(f"fed-dp-eps{eps:g}-{len(extra)}", out, overrides, eps)
-            show(row | {"row": name})
+            row = done.get(name) or simulate_row(f"fed-dp-eps{eps:g}-{len(extra)}", out,
+                                                  overrides, eps) | {"row": name}
+            show(row)
             if eps == 8.0 and (best is None or row["probe"]["1"] > best[0]):
                 best = (row["probe"]["1"], row, overrides)
     write_results(rows, best, out)

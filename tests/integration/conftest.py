@@ -14,6 +14,11 @@ TINY = [
     "train.local_epochs=1",
     "eval.draws=1",
     "eval.labels_per_class=[1,5]",
+    # Generous waits: the failures these tests inject reply at once, and a loaded CI machine
+    # must not turn a slow site into a dropped one.
+    "aggregation.query_timeout=300",
+    "aggregation.stage_timeout=300",
+    "aggregation.timeout=600",
 ]
 
 

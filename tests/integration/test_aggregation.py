@@ -48,8 +48,6 @@ def _simulate(
             f"sim.num_sites={SITES}",
             f"sim.rounds={rounds}",
             f"aggregation={aggregation}",
-            "aggregation.timeout=30",
-            "aggregation.stage_timeout=30",
             "eval.every=5",
             *(extra or []),
         ]

@@ -1,4 +1,5 @@
-"""End to end: 3 simulated sites, 2 rounds of ssl-fed SecAgg (the default) on digits."""
+"""End to end: 3 simulated sites, 2 rounds of ssl-fed SecAgg (the default) on digits,
+starting from a (tiny) synthetic warm start."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import torch
 
 from simulations.run import run_federation
 from ssl_fed.config import epsilon_budget, load_config
+from ssl_fed.export import export_run
 from ssl_fed.fed import arrays as fa
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.train.pretrain import load_warm_start, pretrain_synthetic, save_warm_start
 from tests.integration.conftest import TINY
 
 pytestmark = pytest.mark.slow
@@ -23,16 +26,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("sim")
-    cfg = load_config([*TINY, f"out={out}", "sim.num_sites=3", "sim.rounds=2"])
+    warm = tmp_path_factory.mktemp("warm")
+    pcfg = load_config([*TINY, "train.batch_size=32"], config_name="pretrain")
+    model, card = pretrain_synthetic(pcfg, family="strokes", num_images=64, epochs=1)
+    save_warm_start(model, card, warm)
+    cfg = load_config([*TINY, f"out={out}", "sim.num_sites=3", "sim.rounds=2", f"init={warm}"])
     metrics = run_federation(cfg)
-    return {"out": Path(out), "cfg": cfg, "metrics": metrics}
+    return {"out": Path(out), "cfg": cfg, "metrics": metrics, "warm": Path(warm)}
 
 
 def test_global_encoder_changed(run: dict[str, Any]) -> None:
-    # Prepare: the server's initial encoder is seeded by sim.seed
+    # Prepare: the server's initial encoder is the warm start
     cfg = run["cfg"]
-    torch.manual_seed(cfg.sim.seed)
-    init = fa.state_to_arrays(fa.federated_state(build_model(cfg.encoder, 1), False))
+    model = build_model(cfg.encoder, 1)
+    model.encoder.load_state_dict(load_warm_start(run["warm"])[0])
+    init = fa.state_to_arrays(fa.federated_state(model, False))
     # Execute
     ckpt = torch.load(run["out"] / "checkpoints/last.pt", weights_only=False)
     # Assert
@@ -52,6 +60,20 @@ def test_metrics_json(run: dict[str, Any]) -> None:
     assert set(m["linear_probe"]) == {"1", "5"}
     assert [h["completed"] for h in m["history"]] == [[0, 1, 2], [0, 1, 2]]
     assert (run["out"] / "config.yaml").is_file()
+
+
+def test_the_run_and_its_model_card_name_the_initialisation(
+    run: dict[str, Any], tmp_path: Path
+) -> None:
+    # Execute
+    export_run(run["out"], "torchscript", tmp_path)
+
+    # Assert
+    assert run["metrics"]["init"]["kind"] == "warm-start"
+    assert run["metrics"]["init"]["site_budget_consumed"] is False
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["initialisation"]["path"] == str(run["warm"])
+    assert "Initialisation" in (tmp_path / "model_card.md").read_text()
 
 
 def test_every_ledger_advanced_once_per_round(run: dict[str, Any]) -> None:
