@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.record import machine, update_section  # noqa: E402
+from benchmarks.record import machine, update_section
 
 ROWS = ["raw pixels", "random init", "synthetic warm start (no site data)",
         "warm start + federated non-private"]
