@@ -85,12 +85,19 @@ def simulate(overrides: list[str]) -> dict[str, Any]:
 
 @hydra.main(config_path=str(config_dir()), config_name="config", version_base="1.3")
 def main(raw: DictConfig) -> None:
-    """Hydra entry point (``--multirun`` gives each job its own directory as ``out``)."""
+    """Hydra entry point (``--multirun`` gives each job its own directory as ``out``).
+
+    Without ``out=`` a job writes to Hydra's output directory; with ``out=DIR`` under
+    ``--multirun`` job ``i`` writes to ``DIR/<i>``, so no two jobs share a run directory.
+    """
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     hc = HydraConfig.get()
     if not any(o.split("=", 1)[0].lstrip("+") == "out" for o in hc.overrides.task):
         raw.out = hc.runtime.output_dir
+    elif hc.mode == RunMode.MULTIRUN:
+        raw.out = str(Path(raw.out) / str(hc.job.num))
     run_federation(to_root_config(raw))
 
 
