@@ -338,9 +338,10 @@ def main() -> None:
             "`Grid.send_and_receive` polls every 3 s (`flwr/superlink/grid/http_grid.py`), "
             "which the ssl-fed SecAgg driver avoids (5-100 ms back-off) but the budget query "
             "(`server/strategy.py`) and the stock SecAgg+ workflow do not. The warm worker "
-            "removes the torch import from training, so the collect stage (local DP training) "
-            "costs about the same in both; each non-training stage (advertise, share, unmask) "
-            "pays the poll + process start instead of ~0.1 s.",
+            "removes the torch import from training; the collect stage (local DP training: 3 "
+            "site processes at once, vs 2 Ray actors) is close to the simulation's under a "
+            "steady load and grows with external load; each non-training stage (advertise, "
+            "share, unmask) pays the poll + process start instead of ~0.1 s.",
         ]
     )
     update_section("deploy_round", body)

@@ -23,6 +23,7 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import GuardError, check_arrays
 from ssl_fed.fed.messages import ARRAYS, METRICS, RoundOutcome, read_train_reply, train_content
 from ssl_fed.fed.secagg import aggregate_secure
+from ssl_fed.secagg.driver import send_and_receive
 
 log = logging.getLogger("ssl_fed.server")
 
@@ -48,7 +49,7 @@ def aggregate_plain(
     deltas: list[list[fa.NDArray]] = []
     completed: list[int] = []
     metrics: dict[int, dict[str, float]] = {}
-    for reply in grid.send_and_receive(msgs, timeout=rounds.cfg.aggregation.timeout):
+    for reply in send_and_receive(grid, msgs, timeout=rounds.cfg.aggregation.timeout):
         node = reply.metadata.src_node_id
         if reply.has_error() or node not in node_ids or node in completed:
             continue

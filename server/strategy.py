@@ -37,6 +37,7 @@ from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import GuardError, check_query_reply, check_scalars
 from ssl_fed.fed.messages import RoundOutcome
+from ssl_fed.secagg.driver import send_and_receive
 
 log = logging.getLogger("ssl_fed.server")
 QUERY_RECORD = "budget-query"
@@ -99,7 +100,7 @@ class SiteRounds:
             )
             for n in node_ids
         ]
-        replies = grid.send_and_receive(msgs, timeout=self.cfg.aggregation.query_timeout)
+        replies = send_and_receive(grid, msgs, timeout=self.cfg.aggregation.query_timeout)
         willing: list[int] = []
         declined: list[int] = []
         answered: set[int] = set()

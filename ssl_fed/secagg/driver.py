@@ -77,11 +77,12 @@ def _clear_scalars(msg: Message) -> dict[str, float]:
     return out
 
 
-def _send_and_receive(grid: Grid, msgs: list[Message], timeout: float) -> list[Message]:
+def send_and_receive(grid: Grid, msgs: list[Message], timeout: float) -> list[Message]:
     """``Grid.send_and_receive`` with back-off polling (5 ms doubling to 100 ms).
 
-    Flower's in-memory grid sleeps a fixed 100 ms between pulls, which costs up to 100 ms per stage
-    and SecAgg+ has four stages; pulling early and backing off keeps the small key stages cheap
+    Flower's in-memory grid sleeps a fixed 100 ms between pulls and its deployed grid 3 s, which
+    costs up to that much per exchange; SecAgg+ has four stages and the server also sends a budget
+    query and (in plain mode) a train exchange through this function; pulling early and backing off keeps the small key stages cheap
     without hammering a remote SuperLink.
     """
     pending = set(grid.push_messages(msgs))
@@ -149,7 +150,7 @@ def run_secagg_round(
             for nid, p in requests.items()
         ]
         replies: dict[int, Payload] = {}
-        for rep in _send_and_receive(grid, msgs, timeout):
+        for rep in send_and_receive(grid, msgs, timeout):
             src = rep.metadata.src_node_id
             if rep.has_error() and src in requests:
                 errors.setdefault(src, f"{stage}: site replied with error: {rep.error.reason}")
