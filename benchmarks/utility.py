@@ -228,6 +228,8 @@ def make_plot(rows: list[dict[str, Any]], out: Path) -> str | None:
             if hit:
                 ax.axhline(hit[0]["probe"][k], linestyle=style, color="gray", label=r)
         ax.set_xscale("log")
+        ax.set_xticks([1, 3, 8], labels=["1", "3", "8"])
+        ax.minorticks_off()
         ax.set_xlabel("ε per site (δ = 1e-5)")
         ax.set_ylabel(f"linear probe accuracy, {k} label(s)/class")
         ax.grid(alpha=0.3)
