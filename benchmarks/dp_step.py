@@ -113,7 +113,8 @@ def main() -> None:
             "",
             f"Machine: {machine()}. Default encoder (cnn_gn, width 32, ~93k encoder parameters), "
             "SGD. Per-unit gradients by `hooks` (one batched pass, rows contracted per unit in the "
-            "einsum; the default) or `vmap` (torch.func over units), both fed to Opacus' "
+            "einsum) or `vmap` (torch.func over units; the default, `privacy.grad_method`), "
+            "both fed to Opacus' "
             f"DPOptimizer for clip + noise. Median of {args.repeats} interleaved repeats. "
             "Goal <= 1.5x.",
             "",
