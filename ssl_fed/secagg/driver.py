@@ -82,8 +82,8 @@ def send_and_receive(grid: Grid, msgs: list[Message], timeout: float) -> list[Me
 
     Flower's in-memory grid sleeps a fixed 100 ms between pulls and its deployed grid 3 s, which
     costs up to that much per exchange; SecAgg+ has four stages and the server also sends a budget
-    query and (in plain mode) a train exchange through this function; pulling early and backing off keeps the small key stages cheap
-    without hammering a remote SuperLink.
+    query and (in plain mode) a train exchange through this function. Pulling early and backing
+    off keeps the small key stages cheap without hammering a remote SuperLink.
     """
     pending = set(grid.push_messages(msgs))
     end = time.monotonic() + timeout
