@@ -1,116 +1,226 @@
-"""The site's privacy ledger: an append-only, checksummed, fsynced file of every private training.
+"""The site's privacy ledger: an append-only, MAC-chained, anchored, fsynced file of every training.
 
-One JSON object per line. Each entry records what the accountant needs (σ, sample rate, steps)
-plus context (run id, round, sensitivity multiplier, accountant, δ, time) and a SHA-256 of its
-own canonical form, so a torn or edited line is detected. ε is always recomputed from the whole
-file; nothing cached can drift from it.
+One JSON object per line at ``<state_dir>/privacy_ledger.jsonl`` (format:
+:mod:`ssl_fed.privacy.ledger_records`). Line 1 is the header with the site's budget, δ, accountant
+and privacy unit; each training is a ``charge`` line with what the accountant needs (σ, sample
+rate, steps) plus context (run id, round, sensitivity multiplier, time). Every line is MACed with
+a 256-bit site secret kept outside the state directory and chained to the line before it; an
+anchor beside the secret remembers how long the ledger is (:mod:`ssl_fed.privacy.ledger_key`).
+ε is always recomputed from the whole file; nothing cached can drift from it.
 
 Notes
 -----
-The entry for a training is written *before* that training starts (``charge``), flushed and
-fsynced. A crash after the charge over-counts (the budget is spent, no update was released),
-which is the safe direction; an update can never leave without its entry on disk. A ledger that
-cannot be read or fails its checksum refuses all further training with an error that says where;
-it is never reset or repaired silently, because a reset would erase spent privacy.
+Guarantees. The entry for a training is written *before* that training starts (``charge``),
+flushed and fsynced, and only then is the anchor advanced. A crash after the charge over-counts
+(budget spent, no update released), the safe direction; an update never leaves without its entry
+on disk. A ledger that is edited (even with a recomputed checksum), has a line deleted, inserted
+or reordered, is cut short, was replaced by an older copy, or is missing while its anchor
+remains, refuses all training with a :class:`LedgerError` naming the fault; nothing is reset or
+repaired silently, because a reset would erase spent privacy. The budget lives in the header and
+can only be lowered: opening with a larger budget raises :class:`BudgetRaiseError`, a smaller one
+is appended as a chained ``budget`` line, and the budget in force is the minimum ever recorded.
+Deleting the state directory *and* the key directory cannot be detected on the site alone (nothing
+local remains); in deployment, compare ``len(ledger)`` (the trainings it holds) with the server's
+record of the rounds the node trained in.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import fcntl
+import math
 import os
+import secrets
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from ssl_fed.privacy.accounting import Step, epsilon_for_history
+from ssl_fed.privacy.ledger_check import LEDGER_FILE, inspect_ledger
+from ssl_fed.privacy.ledger_key import Anchor, LedgerKey
+from ssl_fed.privacy.ledger_records import (
+    BudgetExceededError,
+    BudgetRaiseError,
+    LedgerEntry,
+    LedgerError,
+    LedgerHeader,
+    encode,
+    header_record,
+    seal,
+)
 
-LEDGER_FILE = "privacy_ledger.jsonl"
-
-
-class LedgerError(RuntimeError):
-    """The ledger is unreadable or corrupt; training is refused until a person inspects it."""
-
-
-class BudgetExceededError(RuntimeError):
-    """A training would take the site's ε past its own budget."""
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One private training at this site."""
-
-    run_id: str
-    round: int
-    noise_multiplier: float
-    sample_rate: float
-    steps: int
-    sensitivity: float
-    accountant: str
-    delta: float
-    time: float
-
-    @property
-    def step(self) -> Step:
-        """The accountant's view of this entry."""
-        return (self.noise_multiplier, self.sample_rate, self.steps)
-
-
-def _digest(payload: dict[str, object]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+__all__ = [
+    "LEDGER_FILE",
+    "BudgetExceededError",
+    "BudgetRaiseError",
+    "LedgerEntry",
+    "LedgerError",
+    "PrivacyLedger",
+]
 
 
 class PrivacyLedger:
-    """The file-backed history of one site, at ``<state_dir>/privacy_ledger.jsonl``.
+    """The verified history of one site.
 
     Parameters
     ----------
     state_dir
         The site's own directory; created if missing.
     budget
-        The site's lifetime ε budget at ``delta`` (the site owns it, not the server).
+        The site's lifetime ε budget at ``delta`` (the site owns it, not the server). It is
+        recorded at creation and may only be lowered. ``None`` opens an existing ledger read-only
+        with its recorded budget (to show or report it; nothing is written).
     delta
-        The δ every ε of this ledger is reported at.
+        The δ of every ε of this ledger; must equal the recorded one (``None``: the recorded one).
     accountant
-        ``rdp`` or ``prv``.
+        ``rdp`` or ``prv``: how ε is computed from the recorded steps.
+    key_dir
+        Where the ledger secret and anchor live, outside ``state_dir`` (default
+        ``<state_dir>.keys``; in deployment, the directory of the site's node key).
+    privacy_unit
+        What one unit is (recorded at creation; a ledger refuses a different one).
     """
 
     def __init__(
-        self, state_dir: str | Path, *, budget: float, delta: float, accountant: str = "rdp"
+        self,
+        state_dir: str | Path,
+        *,
+        budget: float | None = None,
+        delta: float | None = None,
+        accountant: str = "rdp",
+        key_dir: str | Path | None = None,
+        privacy_unit: str = "image",
     ) -> None:
-        self.path = Path(state_dir) / LEDGER_FILE
-        self.budget = budget
-        self.delta = delta
-        self.accountant = accountant
-        self.entries = self._read()
+        found = inspect_ledger(state_dir, key_dir)
+        self.state_dir, self.path, self.key_dir = Path(state_dir), found.path, found.key_dir
+        self.accountant, self.read_only = accountant, budget is None
+        self.header: LedgerHeader
+        self.entries: list[LedgerEntry] = []
+        self._budgets: list[float] = []
+        self._macs: list[str] = []
+        self._size = 0
+        if found.problem is not None:
+            raise self._refuse(found.problem)
+        if found.reading is None:
+            if budget is None:
+                raise LedgerError(f"no privacy ledger at {self.path}: nothing to show or verify")
+            if delta is None:
+                raise ValueError("a new ledger needs delta")
+            ledger_id, now = secrets.token_hex(8), time.time()
+            header = LedgerHeader(
+                ledger_id, float(budget), float(delta), accountant, privacy_unit, now
+            )
+            key = LedgerKey.open(self.key_dir, create=True)
+            assert key is not None
+            self._key = key
+            self._create(header)
+            return
+        assert found.key is not None and found.reading.header is not None
+        self._key = found.key
+        self.header = found.reading.header
+        self.entries = found.reading.entries
+        self._budgets, self._macs = found.reading.budgets, found.reading.macs
+        self._size = self.path.stat().st_size
+        self._check_terms(delta, privacy_unit)
+        if budget is not None:
+            self._roll_anchor_forward(found.anchor)
+            self._apply_budget(float(budget))
 
-    def _read(self) -> list[LedgerEntry]:
-        if not self.path.exists():
-            return []
-        entries = []
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as err:
-            raise LedgerError(f"cannot read the privacy ledger {self.path}: {err}") from err
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-                digest = record.pop("sha256")
-                ok = digest == _digest(record)
-                entry = LedgerEntry(**record)
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-                raise self._corrupt(number, f"unparseable entry ({err})") from err
-            if not ok:
-                raise self._corrupt(number, "checksum mismatch")
-            entries.append(entry)
-        return entries
-
-    def _corrupt(self, line: int, why: str) -> LedgerError:
+    def _refuse(self, problem: str) -> LedgerError:
         return LedgerError(
-            f"privacy ledger {self.path} is corrupt at line {line}: {why}. Training is refused "
-            "because the privacy already spent cannot be known. Restore the file from a backup; "
-            "do not delete it (that would erase spent budget)."
+            f"privacy ledger {self.path}: {problem}. Training is refused because the privacy "
+            "already spent cannot be known; `ssl-fed ledger verify` shows the details. Restore "
+            "the state directory and key directory from a backup; do not delete either (that "
+            "would erase spent budget)."
         )
+
+    def _create(self, header: LedgerHeader) -> None:
+        self.header, self.entries, self._budgets = header, [], [header.budget]
+        record = header_record(header, self._key.mac)
+        line = encode(record)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError as err:
+            raise LedgerError(f"{self.path} appeared while it was created; open it again") from err
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self._macs, self._size = [str(record["mac"])], len(line)
+        self._advance()
+
+    def _check_terms(self, delta: float | None, privacy_unit: str) -> None:
+        head = self.header
+        if delta is not None and not math.isclose(delta, head.delta, rel_tol=1e-12):
+            raise LedgerError(
+                f"privacy.delta={delta} differs from δ={head.delta} recorded in {self.path}: a "
+                f"site's ε and budget are stated at one δ; run with privacy.delta={head.delta}"
+            )
+        if privacy_unit != head.privacy_unit:
+            raise LedgerError(
+                f"privacy unit {privacy_unit!r} differs from {head.privacy_unit!r} recorded in "
+                f"{self.path}: ε over one history must count one kind of unit"
+            )
+
+    def _roll_anchor_forward(self, anchor: Anchor | None) -> None:
+        if anchor is None or anchor.records < len(self._macs) or anchor.state_dir != self._where:
+            self._advance()
+
+    def _apply_budget(self, budget: float) -> None:
+        if budget > self.budget * (1 + 1e-12):
+            raise BudgetRaiseError(
+                f"ε budget {budget} is larger than the budget {self.budget} (δ={self.delta}) "
+                f"recorded in {self.path}; a site's budget can only be lowered. Run with "
+                f"privacy.epsilon_budget={self.budget} (and privacy.target_epsilon at most that)."
+            )
+        if budget < self.budget * (1 - 1e-12):
+            self._append("budget", {"budget": budget, "time": time.time()})
+            self._budgets.append(budget)
+
+    @property
+    def _where(self) -> str:
+        return str(self.state_dir.resolve())
+
+    @property
+    def budget(self) -> float:
+        """The budget in force: the smallest ever recorded (creation, then every lowering)."""
+        return min(self._budgets)
+
+    @property
+    def delta(self) -> float:
+        """The δ recorded at creation."""
+        return self.header.delta
+
+    def __len__(self) -> int:
+        """Trainings recorded (what a server's count of this site's rounds can be compared with)."""
+        return len(self.entries)
+
+    def _append(self, kind: str, fields: dict[str, object]) -> None:
+        """Durably append one sealed line, then advance the anchor (one writer at a time)."""
+        self._require_writable()
+        record = seal(kind, fields, self._macs[-1], self._key.mac)
+        with open(self.path, "ab") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if os.fstat(fh.fileno()).st_size != self._size:
+                raise LedgerError(
+                    f"{self.path} changed since it was opened (another process wrote to it); "
+                    "open it again"
+                )
+            line = encode(record)
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+            self._macs.append(str(record["mac"]))
+            self._size += len(line)
+            self._advance()
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise LedgerError(f"{self.path} was opened read-only (no budget given): not written")
+
+    def _advance(self) -> None:
+        anchor = Anchor(self.header.ledger_id, self._where, len(self._macs), self._macs[-1])
+        self._key.advance(anchor)
 
     @property
     def history(self) -> list[Step]:
@@ -126,13 +236,13 @@ class PrivacyLedger:
         return max(0.0, self.budget - self.epsilon())
 
     def check_affordable(self, planned: Step) -> float:
-        """Return ε after ``planned``; raise :class:`BudgetExceededError` if over budget."""
+        """Return ε after ``planned``; raise :class:`BudgetExceededError` past the budget."""
         after = self.epsilon([planned])
         if after > self.budget + 1e-9:
             raise BudgetExceededError(
                 f"training refused: it would take this site's ε from {self.epsilon():.3f} to "
-                f"{after:.3f}, over its budget of {self.budget} (δ={self.delta}). Raise "
-                "privacy.epsilon_budget only if the data owner agrees, or stop training here."
+                f"{after:.3f}, over the budget of {self.budget} (δ={self.delta}) recorded in its "
+                "ledger. Stop training here; a budget can only be lowered."
             )
         return after
 
@@ -147,6 +257,7 @@ class PrivacyLedger:
         sensitivity: float,
     ) -> LedgerEntry:
         """Check the budget, then durably append the entry *before* the training runs."""
+        self._require_writable()
         self.check_affordable((noise_multiplier, sample_rate, steps))
         entry = LedgerEntry(
             run_id,
@@ -159,13 +270,7 @@ class PrivacyLedger:
             self.delta,
             time.time(),
         )
-        record = asdict(entry)
-        record["sha256"] = _digest(asdict(entry))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        self._append("charge", asdict(entry))
         self.entries.append(entry)
         return entry
 
