@@ -75,7 +75,7 @@ def cmd_ledger_show(overrides: list[str]) -> int:
     cfg: RootConfig = load_config(overrides)
     if not cfg.state_dir:
         raise ConfigError("state_dir is missing: use `ssl-fed ledger show state_dir=DIR`")
-    ledger = site_ledger(cfg)
+    ledger = site_ledger(cfg, read_only=True)
     print(f"ledger: {ledger.path} ({len(ledger.entries)} entries)")
     print(f"{'time (UTC)':<20} {'run_id':<32} {'round':>5} {'sigma':>8} {'q':>8} {'steps':>6} sens")
     for e in ledger.entries:
@@ -90,6 +90,21 @@ def cmd_ledger_show(overrides: list[str]) -> int:
         f"whole history); budget {ledger.budget}; remaining {ledger.remaining():.4f}"
     )
     return 0
+
+
+def cmd_ledger_verify(overrides: list[str]) -> int:
+    """Check a ledger's MAC chain, anchor and header; print ok (exit 0) or the fault (exit 2)."""
+    from ssl_fed.privacy.ledger_check import inspect_ledger, verify_report
+
+    cfg: RootConfig = load_config(overrides)
+    if not cfg.state_dir:
+        raise ConfigError("state_dir is missing: use `ssl-fed ledger verify state_dir=DIR`")
+    found = inspect_ledger(cfg.state_dir, cfg.privacy.key_dir)
+    print("\n".join(verify_report(found, cfg.privacy.accountant)))
+    return 0 if found.problem is None else 2
+
+
+LEDGER_ACTIONS = {"show": cmd_ledger_show, "verify": cmd_ledger_verify}
 
 
 def cmd_simulate(overrides: list[str]) -> int:
@@ -110,7 +125,10 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
         cmd_pretrain_synthetic,
         "pretrain a warm-start encoder on generated images (no site data, no budget)",
     ),
-    "ledger": (cmd_ledger_show, "`ledger show state_dir=DIR`: a site's history and ε spent"),
+    "ledger": (
+        cmd_ledger_show,
+        "`ledger show|verify state_dir=DIR`: a site's history and ε spent, or its integrity",
+    ),
 }
 
 
@@ -127,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, text) in COMMANDS.items():
         p = sub.add_parser(name, help=text, description=text)
         if name == "ledger":
-            p.add_argument("action", choices=["show"], help="what to do with the ledger")
+            p.add_argument("action", choices=list(LEDGER_ACTIONS), help="what to do with it")
+            p.set_defaults(func=lambda a: LEDGER_ACTIONS[a.action](list(a.overrides)))
         p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     from ssl_fed.deploy.commands import register
 

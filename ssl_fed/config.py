@@ -95,6 +95,7 @@ class PrivacyConfig:
     noise_multiplier: float | None = None
     grad_method: str = "vmap"
     trainable: list[str] = field(default_factory=list)
+    key_dir: str | None = None
 
 
 @dataclass

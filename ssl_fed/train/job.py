@@ -42,14 +42,22 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def site_ledger(cfg: RootConfig) -> PrivacyLedger:
-    """Open the ledger under ``state_dir`` (default ``<out>/state``) with the site's budget."""
+def site_ledger(cfg: RootConfig, *, read_only: bool = False) -> PrivacyLedger:
+    """Open the ledger under ``state_dir`` (default ``<out>/state``) with the site's budget.
+
+    Its key and anchor live in ``privacy.key_dir`` (default ``<state_dir>.keys``). ``read_only``
+    opens an existing ledger with its recorded budget and δ and writes nothing (``ledger show``).
+    """
     state_dir = cfg.state_dir or str(Path(cfg.out) / "state")
+    pr = cfg.privacy
+    if read_only:
+        return PrivacyLedger(state_dir, accountant=pr.accountant, key_dir=pr.key_dir)
     return PrivacyLedger(
         state_dir,
-        budget=epsilon_budget(cfg.privacy),
-        delta=cfg.privacy.delta,
-        accountant=cfg.privacy.accountant,
+        budget=epsilon_budget(pr),
+        delta=pr.delta,
+        accountant=pr.accountant,
+        key_dir=pr.key_dir,
     )
 
 
