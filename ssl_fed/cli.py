@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from ssl_fed.config import ConfigError, RootConfig, load_config
+from ssl_fed.config import ConfigError, RootConfig, epsilon_budget, load_config
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -104,7 +104,26 @@ def cmd_ledger_verify(overrides: list[str]) -> int:
     return 0 if found.problem is None else 2
 
 
-LEDGER_ACTIONS = {"show": cmd_ledger_show, "verify": cmd_ledger_verify}
+def cmd_ledger_migrate(overrides: list[str]) -> int:
+    """Rewrite an old-format (unkeyed) ledger as a keyed, chained one with its budget."""
+    from ssl_fed.privacy.ledger_migrate import migrate_legacy
+
+    cfg: RootConfig = load_config(overrides)
+    if not cfg.state_dir:
+        raise ConfigError("state_dir is missing: use `ssl-fed ledger migrate state_dir=DIR`")
+    pr = cfg.privacy
+    ledger = migrate_legacy(
+        cfg.state_dir, budget=epsilon_budget(pr), delta=pr.delta, key_dir=pr.key_dir
+    )
+    print(f"migrated {len(ledger)} entries; budget {ledger.budget}; ε {ledger.epsilon():.4f}")
+    return 0
+
+
+LEDGER_ACTIONS = {
+    "show": cmd_ledger_show,
+    "verify": cmd_ledger_verify,
+    "migrate": cmd_ledger_migrate,
+}
 
 
 def cmd_simulate(overrides: list[str]) -> int:

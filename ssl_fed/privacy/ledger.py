@@ -270,6 +270,11 @@ class PrivacyLedger:
             self.delta,
             time.time(),
         )
+        return self.record(entry)
+
+    def record(self, entry: LedgerEntry) -> LedgerEntry:
+        """Append a training that already happened, without a budget check (migration only)."""
+        self._require_writable()
         self._append("charge", asdict(entry))
         self.entries.append(entry)
         return entry
