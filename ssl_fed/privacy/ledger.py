@@ -77,7 +77,7 @@ class PrivacyLedger:
         Where the ledger secret and anchor live, outside ``state_dir`` (default
         ``<state_dir>.keys``; in deployment, the directory of the site's node key).
     privacy_unit
-        What one unit is (recorded at creation; a ledger refuses a different one).
+        What one unit is (recorded at creation; a writable open refuses a different one).
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class PrivacyLedger:
                 f"privacy.delta={delta} differs from δ={head.delta} recorded in {self.path}: a "
                 f"site's ε and budget are stated at one δ; run with privacy.delta={head.delta}"
             )
-        if privacy_unit != head.privacy_unit:
+        if not self.read_only and privacy_unit != head.privacy_unit:
             raise LedgerError(
                 f"privacy unit {privacy_unit!r} differs from {head.privacy_unit!r} recorded in "
                 f"{self.path}: ε over one history must count one kind of unit"
