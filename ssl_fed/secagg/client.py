@@ -145,6 +145,25 @@ def share(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
     return state, reply
 
 
+def check_collect(state: ClientState, request: Payload) -> list[int]:
+    """Validate a masked-input request *before* the site trains; return the neighbour ids.
+
+    The mod calls this first, so a forged, replayed or out-of-order request never reaches the
+    train handler (fail closed: no training on a message that is not a well-formed stage 3).
+    """
+    setup = state.round_setup()
+    check_header(request, "collect", setup.round_id)
+    if state.done != list(STAGES[:2]):
+        raise ProtocolError(f"stage 'collect' out of order (answered so far: {state.done})")
+    ids = get_ids(request, "ids")
+    get_bytes_list(request, "cts", len(ids))
+    if not set(ids) <= {int(j) for j in state.peers}:
+        raise ProtocolError("collect request lists sites that did not receive my shares")
+    if len(ids) < setup.shape.t:
+        raise ProtocolError(f"only {len(ids)} neighbours shared keys, fewer than t={setup.shape.t}")
+    return ids
+
+
 def mask(
     state: ClientState, request: Payload, encoded: NDArray[np.unsignedinteger]
 ) -> tuple[ClientState, Payload]:
@@ -155,17 +174,12 @@ def mask(
     two masks cancel in the sum (paper §3, eq. for ``y_u``).
     """
     setup = state.round_setup()
-    check_header(request, "collect", setup.round_id)
+    ids = check_collect(state, request)
     state.advance("collect")
     me = state.node_id
-    ids = get_ids(request, "ids")
     cts = get_bytes_list(request, "cts", len(ids))
-    if not set(ids) <= {int(j) for j in state.peers}:
-        raise ProtocolError("collect request lists sites that did not receive my shares")
-    if len(ids) < setup.shape.t:
-        raise ProtocolError(f"only {len(ids)} neighbours shared keys, fewer than t={setup.shape.t}")
-    if encoded.dtype != setup.dtype or encoded.shape != (setup.dim + 1,):
-        raise ValueError(f"encoded vector must be {setup.dtype.__name__}[{setup.dim + 1}]")
+    if encoded.dtype != setup.dtype or encoded.shape != (setup.length,):
+        raise ValueError(f"encoded vector must be {setup.dtype.__name__}[{setup.length}]")
     t0 = time.perf_counter()
     sk_c = bytes.fromhex(state.sk_c)
     for j, ct in zip(ids, cts, strict=True):
@@ -177,7 +191,7 @@ def mask(
             continue
         state.held[str(j)] = [pt[: keys.SHARE_BYTES].hex(), pt[keys.SHARE_BYTES :].hex()]
     t1 = time.perf_counter()
-    dtype, length = setup.dtype, setup.dim + 1
+    dtype, length = setup.dtype, setup.length
     y = encoded.copy()
     y += keystream_words(
         bytes.fromhex(state.seed), derive_info(setup.round_id, "self-mask", me), length, dtype

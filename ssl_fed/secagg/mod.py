@@ -8,8 +8,13 @@ Usage (Flower 1.42)::
     def train(msg: Message, context: Context) -> Message:
         ...  # reply content: {"arrays": ArrayRecord, "metrics": MetricRecord(num-examples=...)}
 
-Messages without the ``"secagg"`` ConfigRecord pass straight to the handler, so the same
-handler also serves plain rounds. In the masked-input stage the handler runs on the server's train
+Fail closed: :data:`secagg_mod` (``make_secagg_mod(require_secagg=True)``) answers a message
+without the ``"secagg"`` ConfigRecord with an error and never calls the handler, so a server
+cannot downgrade a site that requires secure aggregation to a plain round by leaving the record
+out. A site whose own policy allows plain rounds uses ``make_secagg_mod(require_secagg=False)``:
+then such messages pass straight to the handler. A masked-input request is validated
+(:func:`ssl_fed.secagg.client.check_collect`: header, round, stage order, neighbours) before the
+handler trains. In the masked-input stage the handler runs on the server's train
 content; its reply's ArrayRecord (key sent by the server, default ``"arrays"``) and weight (default
 metric ``"num-examples"``) are encoded, masked and sent back as one ``uint{b}`` vector. Other
 metrics are not sent (they would leave the site unprotected), unless the server's request sets
@@ -33,7 +38,7 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from flwr.clientapp.typing import ClientAppCallable
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.secagg import client
 from ssl_fed.secagg.driver import CLEAR, MASKED, RECORD
@@ -66,10 +71,28 @@ def _train(
     raise ValueError(f"train reply has no metric {wkey!r} (the site's weight)")
 
 
-def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Answer one SecAgg+ stage for this site; pass non-SecAgg messages to ``call_next``."""
-    if RECORD not in msg.content.config_records:
-        return call_next(msg, context)
+REFUSED = "refused: not an ssl-fed SecAgg stage, and this site requires secure aggregation"
+
+
+def make_secagg_mod(*, require_secagg: bool = True) -> Mod:
+    """Return the SecAgg mod; ``require_secagg=False`` lets plain messages reach the handler.
+
+    Only the site's own policy may pass ``False`` (never a value taken from the run config).
+    """
+
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if RECORD not in msg.content.config_records:
+            if require_secagg:
+                return Message(Error(code=ERROR_CODE, reason=f"secagg: {REFUSED}"), reply_to=msg)
+            return call_next(msg, context)
+        return _answer_stage(msg, context, call_next)
+
+    mod.__name__ = mod.__qualname__ = "secagg_mod" if require_secagg else "secagg_or_plain_mod"
+    return mod
+
+
+def _answer_stage(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Answer one SecAgg+ stage for this site (the message carries the ``"secagg"`` record)."""
     request: Payload = dict(msg.content.config_records[RECORD])
     stage = request.get("stage")
     clear: dict[str, Any] = {}
@@ -84,6 +107,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
             if stage == "share":
                 state, reply = client.share(state, request)
             elif stage == "collect":
+                client.check_collect(state, request)
                 t0 = time.perf_counter()
                 arrays, weight, clear = _train(msg, context, call_next, request)
                 t1 = time.perf_counter()
@@ -107,3 +131,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         content[CLEAR] = MetricRecord(clear)
     content[RECORD] = ConfigRecord(reply)
     return Message(content, reply_to=msg)
+
+
+secagg_mod: Mod = make_secagg_mod(require_secagg=True)
+"""The fail-closed mod: every TRAIN message must be a well-formed ssl-fed SecAgg stage."""

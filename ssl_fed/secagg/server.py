@@ -19,7 +19,6 @@ which are not implemented).
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable
@@ -31,10 +30,10 @@ from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
 from ssl_fed.secagg.params import SecAggConfig, resolve_round
-from ssl_fed.secagg.prg import derive_info, keystream_words
-from ssl_fed.secagg.quantize import decode_mean, quantization_bound
+from ssl_fed.secagg.quantize import check_sum, decode_mean, quantization_bound
 from ssl_fed.secagg.result import AggregateResult, Skipped
 from ssl_fed.secagg.setup import ArraySpec, RoundSetup
+from ssl_fed.secagg.unmask import rebuild_secret, unmasked_sum
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -46,7 +45,6 @@ from ssl_fed.secagg.wire import (
     ids_to_bytes,
 )
 
-MAX_SUBSETS = 64
 SITE_TIMINGS = ("t_shamir", "t_encrypt", "t_mask", "t_train", "t_serialize", "t_encode")
 
 
@@ -69,6 +67,7 @@ class SecAggServer:
             spec,
         )
         self.nbrs = self.setup.neighbours()
+        self.fixed_weight = cfg.fixed_weight
         self.rejected: dict[int, str] = {}
         self.keys: dict[int, tuple[bytes, bytes, bytes]] = {}
         self.live: dict[int, list[int]] = {}
@@ -177,7 +176,7 @@ class SecAggServer:
 
     def accept_masked(self, replies: dict[int, Payload]) -> Skipped | None:
         """Record masked vectors of the exact dtype and length."""
-        want = (self.setup.dim + 1,)
+        want = (self.setup.length,)
 
         def handle(nid: int, p: Payload) -> None:
             y = p.get("masked")
@@ -224,71 +223,59 @@ class SecAggServer:
 
         self._accept(replies, set(self.masked), "unmask", handle)
 
-    def _rebuild(self, shares: dict[int, bytes], check: Callable[[bytes], bool]) -> bytes | None:
-        holders = sorted(shares)
-        for combo in itertools.islice(
-            itertools.combinations(holders, self.setup.shape.t), MAX_SUBSETS
-        ):
-            try:
-                secret = keys.combine_secret([shares[h] for h in combo])
-            except ValueError:
-                continue
-            if len(secret) == 32 and check(secret):
-                return secret
-        return None
-
-    def finish(self) -> AggregateResult | Skipped:
-        """Rebuild the secrets, strip all masks from the sum of survivors' inputs, decode."""
-        s, rid = self.setup, self.setup.round_id
-        alive = sorted(self.masked)
+    def _secrets(self, alive: list[int]) -> tuple[dict[int, bytes], dict[int, bytes]] | str:
+        """Rebuild survivors' self-mask seeds and dropped sites' mask keys, or say which fails."""
         gone = [
             j
             for j in self.cts
             if j not in self.masked and any(j in self.forwarded[i] for i in alive)
         ]
-        t0 = time.perf_counter()
-        seeds: dict[int, bytes] = {}
+        t, seeds = self.setup.shape.t, {}
         for i in alive:
-            got = self._rebuild(
-                self.b_shares.get(i, {}),
-                partial(self._seed_ok, i),
-            )
+            got = rebuild_secret(self.b_shares.get(i, {}), t, partial(self._seed_ok, i))
             if got is None:
-                return self._fail(f"cannot rebuild self-mask seed of site {i}", alive)
+                return f"cannot rebuild self-mask seed of site {i}"
             seeds[i] = got
         sks: dict[int, bytes] = {}
         for j in gone:
-            got = self._rebuild(
-                self.s_shares.get(j, {}),
-                partial(self._key_ok, j),
-            )
+            got = rebuild_secret(self.s_shares.get(j, {}), t, partial(self._key_ok, j))
             if got is None:
-                return self._fail(f"cannot rebuild mask key of dropped site {j}", alive)
+                return f"cannot rebuild mask key of dropped site {j}"
             sks[j] = got
+        return seeds, sks
+
+    def _implausible(self, total: NDArray[np.unsignedinteger], alive: list[int]) -> str | None:
+        """Why the unmasked sum cannot come from honest sites (range, weight, clip count), if so."""
+        cap = (self.fixed_weight or self.setup.max_weight) * len(alive)
+        bad = check_sum(total, self.setup.shape.value_bits, len(alive), cap)
+        if bad is None and self.fixed_weight is not None and int(total[-1]) != cap:
+            bad = f"total weight {int(total[-1])} != {self.fixed_weight} x {len(alive)} survivors"
+        return bad
+
+    def finish(self) -> AggregateResult | Skipped:
+        """Rebuild the secrets, strip all masks from the survivors' sum, check it, decode.
+
+        A sum that fails :meth:`_implausible` (a coordinate of the mean outside ``[-c, c]``, a
+        total weight other than the survivors', an impossible clip count) or decodes to a
+        non-finite value ends the round as ``Skipped(stage="check")``: nothing is applied.
+        """
+        s, alive = self.setup, sorted(self.masked)
+        t0 = time.perf_counter()
+        secrets = self._secrets(alive)
+        if isinstance(secrets, str):
+            return self._fail(secrets, alive)
         t1 = time.perf_counter()
-        total = np.zeros(s.dim + 1, dtype=s.dtype)
-        for i in alive:
-            total += self.masked[i]
-            total -= keystream_words(seeds[i], derive_info(rid, "self-mask", i), s.dim + 1, s.dtype)
-        for j, sk in sks.items():
-            for i in alive:
-                if j not in self.forwarded[i]:
-                    continue
-                shared = keys.agree(sk, self.keys[i][1])
-                m = keystream_words(
-                    shared, derive_info(rid, "pair-mask", min(i, j), max(i, j)), s.dim + 1, s.dtype
-                )
-                if i < j:
-                    total -= m
-                else:
-                    total += m
-        t2 = time.perf_counter()
+        masked = {i: self.masked[i] for i in alive}
+        public_s = {i: self.keys[i][1] for i in alive}
+        total = unmasked_sum(s, masked, *secrets, self.forwarded, public_s)
         self._add_time("server.shamir", t1 - t0)
-        self._add_time("server.mask", t2 - t1)
-        try:
-            mean, weight = decode_mean(total, s.clip_range, s.shape.value_bits)
-        except ValueError as err:
-            return self._fail(str(err), alive)
+        self._add_time("server.mask", time.perf_counter() - t1)
+        bad = self._implausible(total, alive)
+        if bad is not None:
+            return self._fail(f"rejected aggregate: {bad}", alive, "check")
+        mean, weight, clipped = decode_mean(total, s.clip_range, s.shape.value_bits)
+        if not np.all(np.isfinite(mean)):
+            return self._fail("rejected aggregate: non-finite mean", alive, "check")
         arrays, pos = {}, 0
         for name, shape in s.spec:
             size = int(np.prod(shape, dtype=np.int64))
@@ -302,6 +289,7 @@ class SecAggServer:
             dict(self.rejected),
             quantization_bound(s.clip_range, s.shape.value_bits),
             dict(self.timings),
+            clipped=clipped,
         )
 
     def _seed_ok(self, node: int, seed: bytes) -> bool:
@@ -310,8 +298,8 @@ class SecAggServer:
     def _key_ok(self, node: int, sk: bytes) -> bool:
         return keys.public_from_secret(sk) == self.keys[node][1]
 
-    def _fail(self, reason: str, alive: list[int]) -> Skipped:
-        return Skipped(reason, "unmask", alive, dict(self.rejected), dict(self.timings))
+    def _fail(self, reason: str, alive: list[int], stage: str = "unmask") -> Skipped:
+        return Skipped(reason, stage, alive, dict(self.rejected), dict(self.timings))
 
     def summary(self) -> dict[str, Any]:
         """Sizes of the participant sets U1..U3 (for logs)."""

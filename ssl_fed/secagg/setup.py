@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from ssl_fed.secagg.graph import build_neighbours
 from ssl_fed.secagg.params import RoundShape
-from ssl_fed.secagg.quantize import UINT_DTYPES, encode_weighted
+from ssl_fed.secagg.quantize import EXTRA_WORDS, UINT_DTYPES, encode_weighted
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -44,10 +44,22 @@ class RoundSetup:
     graph_seed: bytes
     spec: ArraySpec
 
+    def __post_init__(self) -> None:
+        if self.shape.n * self.dim >= 2**self.shape.word_bits:
+            raise ProtocolError(
+                f"{self.shape.n} sites x {self.dim} values would overflow the clip-count word "
+                f"({self.shape.word_bits} bits); set a larger value_bits (64-bit words)"
+            )
+
     @property
     def dim(self) -> int:
-        """Number of float values aggregated (the masked vector has one more word: the weight)."""
+        """Number of float values aggregated (the masked vector adds the clip count and weight)."""
         return sum(math.prod(s) for _, s in self.spec)
+
+    @property
+    def length(self) -> int:
+        """Words in a masked vector: ``dim`` values, the clip count and the weight."""
+        return self.dim + EXTRA_WORDS
 
     @property
     def dtype(self) -> type[np.unsignedinteger[Any]]:

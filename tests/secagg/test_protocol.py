@@ -125,7 +125,7 @@ def test_removing_self_mask_still_leaves_pairwise_masks() -> None:
     # Execute: the server strips 303's self-mask with its reconstructed seed.
     s = server.setup
     y = masked[i]["masked"] - keystream_words(
-        seed, derive_info(s.round_id, "self-mask", i), s.dim + 1, s.dtype
+        seed, derive_info(s.round_id, "self-mask", i), s.length, s.dtype
     )
     # Assert: the seed is right (commitment), yet y is still far from 303's input.
     assert keys.commit_seed(s.round_id, i, seed) == server.keys[i][2]
