@@ -42,6 +42,7 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.secagg import client
 from ssl_fed.secagg.driver import CLEAR, MASKED, RECORD
+from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.wire import Payload
 
 STATE_KEY = "secagg.state"
@@ -74,10 +75,13 @@ def _train(
 REFUSED = "refused: not an ssl-fed SecAgg stage, and this site requires secure aggregation"
 
 
-def make_secagg_mod(*, require_secagg: bool = True) -> Mod:
+def make_secagg_mod(*, require_secagg: bool = True, identity: SiteIdentity | None = None) -> Mod:
     """Return the SecAgg mod; ``require_secagg=False`` lets plain messages reach the handler.
 
     Only the site's own policy may pass ``False`` (never a value taken from the run config).
+    With an ``identity`` (:mod:`ssl_fed.secagg.identity`) the site signs its keys and its
+    survivor set, and refuses neighbours' keys and unmask requests that lack valid roster
+    signatures: protection against a deviating server, not only an honest-but-curious one.
     """
 
     def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -85,27 +89,29 @@ def make_secagg_mod(*, require_secagg: bool = True) -> Mod:
             if require_secagg:
                 return Message(Error(code=ERROR_CODE, reason=f"secagg: {REFUSED}"), reply_to=msg)
             return call_next(msg, context)
-        return _answer_stage(msg, context, call_next)
+        return _answer_stage(msg, context, call_next, identity)
 
     mod.__name__ = mod.__qualname__ = "secagg_mod" if require_secagg else "secagg_or_plain_mod"
     return mod
 
 
-def _answer_stage(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+def _answer_stage(
+    msg: Message, context: Context, call_next: ClientAppCallable, identity: SiteIdentity | None
+) -> Message:
     """Answer one SecAgg+ stage for this site (the message carries the ``"secagg"`` record)."""
     request: Payload = dict(msg.content.config_records[RECORD])
     stage = request.get("stage")
     clear: dict[str, Any] = {}
     try:
         if stage == "advertise":
-            state, reply = client.advertise(context.node_id, request)
+            state, reply = client.advertise(context.node_id, request, identity)
         else:
             if STATE_KEY not in context.state.config_records:
                 raise ValueError(f"stage {stage!r} before advertise: no round state")
             blob = context.state.config_records[STATE_KEY]["blob"]
             state = client.ClientState.from_bytes(blob)  # type: ignore[arg-type]
             if stage == "share":
-                state, reply = client.share(state, request)
+                state, reply = client.share(state, request, identity)
             elif stage == "collect":
                 client.check_collect(state, request)
                 t0 = time.perf_counter()
@@ -115,8 +121,10 @@ def _answer_stage(msg: Message, context: Context, call_next: ClientAppCallable) 
                 t2 = time.perf_counter()
                 state, reply = client.mask(state, request, encoded)
                 reply.update(t_train=t1 - t0, t_encode=t2 - t1)
+            elif stage == "consist":
+                state, reply = client.consist(state, request, identity)
             elif stage == "unmask":
-                state, reply = client.unmask(state, request)
+                state, reply = client.unmask(state, request, identity)
             else:
                 raise ValueError(f"unknown SecAgg stage {stage!r}")
     except ValueError as err:

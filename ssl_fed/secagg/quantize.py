@@ -59,16 +59,23 @@ def encode_weighted(
 
 
 def check_sum(
-    summed: NDArray[np.unsignedinteger], value_bits: int, num_inputs: int, max_total: int
+    summed: NDArray[np.unsignedinteger],
+    value_bits: int,
+    num_inputs: int,
+    max_weight: int,
+    fixed_weight: int | None = None,
 ) -> str | None:
     """Return why an unmasked sum of ``num_inputs`` encodings cannot be honest, else ``None``.
 
-    ``max_total`` is the largest total weight the round allows (``num_inputs * max_weight``, or
-    exactly that when every weight is fixed). All checks are exact integer comparisons.
+    The total weight must lie in ``(0, num_inputs * max_weight]``, or equal
+    ``num_inputs * fixed_weight`` when every weight is fixed. All checks are exact integers.
     """
     total, clipped, values = int(summed[-1]), int(summed[-2]), summed[:-EXTRA_WORDS]
-    if not 0 < total <= max_total:
-        return f"total weight {total} is outside (0, {max_total}] for {num_inputs} inputs"
+    cap = num_inputs * (fixed_weight or max_weight)
+    if not 0 < total <= cap:
+        return f"total weight {total} is outside (0, {cap}] for {num_inputs} inputs"
+    if fixed_weight is not None and total != cap:
+        return f"total weight {total} != {fixed_weight} x {num_inputs} survivors"
     top = int(values.max()) if values.size else 0
     if top > total * (2**value_bits - 1):
         return f"a coordinate of the mean lies outside [-c, c] (sum word {top})"

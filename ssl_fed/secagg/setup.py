@@ -6,6 +6,7 @@ set; here it travels with the request to advertise keys, saving one round trip.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -94,6 +95,19 @@ class RoundSetup:
         return encode_weighted(
             flat, int(weight), self.clip_range, self.shape.value_bits, self.shape.word_bits
         )
+
+    def split(self, flat: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+        """Cut a decoded flat vector back into the spec's named arrays."""
+        out, pos = {}, 0
+        for name, shape in self.spec:
+            size = math.prod(shape)
+            out[name] = flat[pos : pos + size].reshape(shape)
+            pos += size
+        return out
+
+    def digest(self) -> bytes:
+        """SHA-256 of the whole setup: what every signature of the round is bound to."""
+        return hashlib.sha256(repr(sorted(self.to_payload().items())).encode()).digest()
 
     def neighbours(self) -> dict[int, list[int]]:
         """Rebuild the seeded k-regular neighbour graph (identical at every site)."""

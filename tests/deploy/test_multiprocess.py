@@ -1,5 +1,8 @@
 """A real deployment on 127.0.0.1: TLS + node auth SuperLink, 3 site daemons, DP + SecAgg+.
 
+The operator enrolls and submits through the SuperLink's loopback control port; sites (and the
+rogue) connect to the public Fleet-only gateway port.
+
 One run of 2 rounds. Site 2 is killed (SIGKILL, whole process group) during round 2, after its
 ledger charged the round, i.e. mid-SecAgg+: the round must still finish from the 2 survivors.
 """
@@ -75,8 +78,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     rogue_key, _ = site_keygen(tmp_path / "keys", "rogue")
     folders = write_digit_sites(tmp_path / "data", NUM_SITES)
     env = deploy_env(tmp_path / "flwr-cli")
-    port = free_port()
-    link = f"127.0.0.1:{port}"
+    port, control = free_port(), free_port()
+    link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
     states = [tmp_path / f"state_{i}" for i in range(NUM_SITES)]
     out = tmp_path / "server-run"
@@ -85,14 +88,16 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
         procs.start(
             "superlink",
             [ssl_fed, "server", "start", "--state-dir", str(tmp_path / "link"),
-             "--host", "127.0.0.1", "--port", str(port), "--pki", str(tmp_path / "pki")],
+             "--host", "127.0.0.1", "--port", str(port), "--control-port", str(control),
+             "--pki", str(tmp_path / "pki")],
             env,
         )
         wait_for_port(port)
+        wait_for_port(control)
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
-                [ssl_fed, "server", "enroll", str(public), "--superlink", link,
+                [ssl_fed, "server", "enroll", str(public), "--superlink", operator,
                  "--ca", str(pki.ca_cert)],
                 env,
             )
@@ -135,7 +140,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
         killer.start()
         run = procs.start(
             "run",
-            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", link, "--ca", str(pki.ca_cert)],
+            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", operator, "--ca",
+             str(pki.ca_cert)],
             env,
         )
         try:
