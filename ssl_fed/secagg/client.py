@@ -7,21 +7,25 @@ the reply payload. The state round-trips through bytes (JSON), so a Flower mod c
 Notes
 -----
 Guarantees a site enforces on its own, whatever the server asks:
-- it answers each stage at most once and only in order (advertise, share, collect, unmask);
-- it never reveals both the self-mask share and the mask-key share of the same peer, and never
-  reveals anything for itself;
-- it refuses to unmask when fewer than ``min_survivors`` inputs were collected (paper: abort if
-  ``|U| < t``), so a lone input can never be unmasked;
+- it answers each stage at most once and in order (advertise, share, collect, consist, unmask),
+  and never trains on a masked-input request that fails :func:`check_collect`;
+- it never reveals both secrets' shares of one peer, nor anything for itself; it reveals only by
+  the one survivor set ``U3`` it signed (survivors = my masking neighbours in ``U3``, dropped = the
+  rest) and only when ``U3`` and the signers number at least ``min_survivors`` (paper: abort if
+  ``|U| < t``);
 - it masks with exactly the neighbours the server reported as having shared keys, and with all of
   them even if a peer's share ciphertext was bad, so pairwise masks always cancel.
+These stop an honest-but-curious server. Against a *deviating* server (substituted keys, different
+survivor sets or setups for different sites) a lone input stays hidden only when the sites hold a
+signing identity (:mod:`ssl_fed.secagg.identity`): then every neighbour key and every consistency
+signature must verify against the site's own roster. Without one, a server that lies about keys
+or survivors can unmask a single site (issue 11).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +41,7 @@ from ssl_fed.secagg.identity import (
 )
 from ssl_fed.secagg.prg import derive_info, keystream_words
 from ssl_fed.secagg.setup import RoundSetup
+from ssl_fed.secagg.state import STAGES, ClientState
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -48,47 +53,16 @@ from ssl_fed.secagg.wire import (
     ids_to_bytes,
 )
 
-STAGES = ("advertise", "share", "collect", "consist", "unmask")
-
-
-@dataclass
-class ClientState:
-    """Secrets and bookkeeping of one site for one round (all bytes as hex for JSON)."""
-
-    node_id: int
-    setup: dict[str, Any]
-    sk_c: str
-    sk_s: str
-    seed: str
-    done: list[str] = field(default_factory=list)
-    peers: dict[str, list[str]] = field(default_factory=dict)
-    held: dict[str, list[str]] = field(default_factory=dict)
-    mask_ids: list[int] = field(default_factory=list)
-    u3: str = ""
-
-    def to_bytes(self) -> bytes:
-        """Serialise to JSON bytes for ``Context.state``."""
-        return json.dumps(asdict(self)).encode()
-
-    @staticmethod
-    def from_bytes(raw: bytes) -> ClientState:
-        """Inverse of :meth:`to_bytes`."""
-        return ClientState(**json.loads(raw))
-
-    def round_setup(self) -> RoundSetup:
-        """Rebuild the round setup this state was created for."""
-        d = dict(self.setup)
-        d["round_id"] = bytes.fromhex(d["round_id"])
-        d["node_ids"] = bytes.fromhex(d["node_ids"])
-        d["graph_seed"] = bytes.fromhex(d["graph_seed"])
-        return RoundSetup.from_payload(d)
-
-    def advance(self, stage: str) -> None:
-        """Record that ``stage`` is answered; refuse repeats and out-of-order stages."""
-        expected = STAGES[len(self.done)] if len(self.done) < len(STAGES) else None
-        if stage != expected:
-            raise ProtocolError(f"stage {stage!r} out of order (expected {expected!r})")
-        self.done.append(stage)
+__all__ = [
+    "STAGES",
+    "ClientState",
+    "advertise",
+    "check_collect",
+    "consist",
+    "mask",
+    "share",
+    "unmask",
+]
 
 
 def _hexify(p: Payload) -> dict[str, Any]:
