@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ssl_fed.secagg.params import PROTOCOL_VERSION
+from ssl_fed.secagg.prg import derive_info, hkdf
 
 SigningKey = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 MAX_SIGNATURE_BYTES = 256
@@ -72,10 +73,22 @@ def verify(public: bytes, message: bytes, signature: bytes) -> bool:
 
 @dataclass(frozen=True)
 class SiteIdentity:
-    """A site's long-term signing key and the roster of site keys it trusts (itself included)."""
+    """A site's long-term signing key and which site keys it trusts.
+
+    ``roster``: public keys of every site (deployment; a key may sign for any one node id).
+    ``secret``: a simulation-wide secret from which node ``j``'s key is derived
+    (:func:`derived_identity`); then a signer is trusted for node ``j`` only if it is ``j``'s key.
+    """
 
     key: SigningKey
-    roster: frozenset[bytes]
+    roster: frozenset[bytes] = frozenset()
+    secret: bytes | None = None
+
+    def trusts(self, node_id: int, public: bytes) -> bool:
+        """Whether ``public`` may sign for ``node_id``."""
+        if public in self.roster:
+            return True
+        return self.secret is not None and public == _derived_key(self.secret, node_id)[1]
 
     @property
     def public(self) -> bytes:
@@ -94,6 +107,23 @@ def generate_identities(count: int) -> list[SiteIdentity]:
     keys = [ed25519.Ed25519PrivateKey.generate() for _ in range(count)]
     roster = frozenset(public_bytes(k) for k in keys)
     return [SiteIdentity(k, roster) for k in keys]
+
+
+def _derived_key(secret: bytes, node_id: int) -> tuple[ed25519.Ed25519PrivateKey, bytes]:
+    seed = hkdf(secret, derive_info(b"\x00" * 16, "site-signing", node_id), 32)
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    return key, public_bytes(key)
+
+
+def derived_identity(secret: bytes, node_id: int) -> SiteIdentity:
+    """Node ``node_id``'s identity in a simulation whose sites share ``secret`` (the server not).
+
+    Every virtual site derives its own Ed25519 key and its peers' public keys from the secret, so
+    no roster has to be distributed; the server, which never sees the secret, can neither forge a
+    site's signature nor pass one site's key off as another's. All virtual sites run in one trust
+    domain, so this models a deviating server, not deviating sites.
+    """
+    return SiteIdentity(_derived_key(secret, node_id)[0], secret=secret)
 
 
 def load_identity(private_key: Path, roster: list[Path]) -> SiteIdentity:
@@ -125,11 +155,11 @@ def survivors_message(digest: bytes, node_id: int, survivors: bytes) -> bytes:
     return _frame("consistency", digest, node_id, hashlib.sha256(survivors).digest())
 
 
-def check_signers(identity: SiteIdentity, signers: list[bytes], what: str) -> None:
-    """Raise ``ValueError`` unless every signer is a distinct key of ``identity``'s roster."""
-    if len(set(signers)) != len(signers):
+def check_signers(identity: SiteIdentity, signers: list[tuple[int, bytes]], what: str) -> None:
+    """Raise ``ValueError`` unless each (node, signer) is trusted and no key signs for two nodes."""
+    if len({s for _, s in signers}) != len(signers):
         raise ValueError(f"{what}: one site key signs for two nodes")
-    if any(s not in identity.roster for s in signers):
+    if not all(identity.trusts(j, s) for j, s in signers):
         raise ValueError(f"{what}: a signer is not on this site's roster")
 
 
@@ -145,7 +175,9 @@ def check_adverts(
     A substituted key (or a neighbour that saw another setup) fails here, before any share is
     encrypted to it.
     """
-    check_signers(identity, [identity.public] + [s for s, _ in signed], "share request")
+    if any(s == identity.public for s, _ in signed):
+        raise ValueError("share request: a neighbour's keys are signed with my own key")
+    check_signers(identity, [(j, s) for j, (s, _) in zip(ids, signed, strict=True)], "share")
     for j, (pk_c, pk_s, commit), (signer, sig) in zip(ids, keys, signed, strict=True):
         if not verify(signer, advert_message(digest, j, pk_c, pk_s, commit), sig):
             raise ValueError(f"keys of site {j} carry no valid signature (substituted key?)")
@@ -161,7 +193,7 @@ def check_consistency(
     """Check at least ``minimum`` distinct roster signatures on the same packed ``survivors``."""
     if len(signed) < minimum:
         raise ValueError(f"only {len(signed)} consistency signatures, need {minimum}")
-    check_signers(identity, [s for s, _ in signed.values()], "consistency check")
+    check_signers(identity, [(j, s) for j, (s, _) in signed.items()], "consistency check")
     for j, (signer, sig) in signed.items():
         if not verify(signer, survivors_message(digest, j, survivors), sig):
             raise ValueError(f"site {j} did not sign this survivor set (inconsistent views)")

@@ -26,6 +26,7 @@ checks they are scalars the site may release (ssl-fed's :mod:`ssl_fed.fed.guard`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flwr.app import (
@@ -75,13 +76,17 @@ def _train(
 REFUSED = "refused: not an ssl-fed SecAgg stage, and this site requires secure aggregation"
 
 
-def make_secagg_mod(*, require_secagg: bool = True, identity: SiteIdentity | None = None) -> Mod:
+def make_secagg_mod(
+    *, require_secagg: bool = True, identity_of: Callable[[int], SiteIdentity] | None = None
+) -> Mod:
     """Return the SecAgg mod; ``require_secagg=False`` lets plain messages reach the handler.
 
     Only the site's own policy may pass ``False`` (never a value taken from the run config).
-    With an ``identity`` (:mod:`ssl_fed.secagg.identity`) the site signs its keys and its
-    survivor set, and refuses neighbours' keys and unmask requests that lack valid roster
-    signatures: protection against a deviating server, not only an honest-but-curious one.
+    With ``identity_of`` (node id -> :class:`~ssl_fed.secagg.identity.SiteIdentity`, e.g.
+    ``lambda _: load_identity(key, roster)`` deployed or ``partial(derived_identity, secret)`` in
+    a simulation) the site signs its keys and its survivor set, and refuses neighbours' keys and
+    unmask requests that lack valid signatures: protection against a deviating server, not only
+    an honest-but-curious one.
     """
 
     def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -89,6 +94,7 @@ def make_secagg_mod(*, require_secagg: bool = True, identity: SiteIdentity | Non
             if require_secagg:
                 return Message(Error(code=ERROR_CODE, reason=f"secagg: {REFUSED}"), reply_to=msg)
             return call_next(msg, context)
+        identity = identity_of(context.node_id) if identity_of is not None else None
         return _answer_stage(msg, context, call_next, identity)
 
     mod.__name__ = mod.__qualname__ = "secagg_mod" if require_secagg else "secagg_or_plain_mod"

@@ -7,17 +7,46 @@ only for one consistently signed survivor set.
 
 from __future__ import annotations
 
+import os
+from functools import partial
 from typing import Any
 
+import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 
-from ssl_fed.secagg import AggregateResult, SecAggConfig, client, keys, run_local_round
-from ssl_fed.secagg.identity import SiteIdentity, advert_message, generate_identities
+from ssl_fed.secagg import (
+    AggregateResult,
+    SecAggConfig,
+    client,
+    keys,
+    make_secagg_mod,
+    run_local_round,
+    run_secagg_round,
+)
+from ssl_fed.secagg.driver import RECORD
+from ssl_fed.secagg.identity import (
+    SiteIdentity,
+    advert_message,
+    derived_identity,
+    generate_identities,
+)
 from ssl_fed.secagg.server import SecAggServer
 from ssl_fed.secagg.wire import ids_to_bytes
 
-from .helpers import SPEC, exact_mean, max_err, site_inputs
+from .helpers import (
+    SPEC,
+    LoopbackGrid,
+    SiteApp,
+    delta_handler,
+    exact_mean,
+    max_err,
+    site_inputs,
+    task_identity,
+)
+
+__all__ = ["task_identity"]
 
 IDS = [101, 202, 303, 404, 505]
 
@@ -133,3 +162,36 @@ def test_consistent_views_unmask_and_the_odd_site_still_refuses() -> None:
     assert all(a["s_ids"] == b"" for a in answers.values())  # nobody reveals a mask key
     res_ok = _through_consist(ids)
     assert sorted(_answers(*res_ok, ids)) == IDS  # positive control: consistent round, all answer
+
+
+def test_simulation_identities_through_the_mod_and_driver(task_identity: None) -> None:
+    # Prepare: four virtual sites derive their keys from one secret the server never sees; the
+    # "server" substitutes one key in site 11's share request on the way
+    secret = os.urandom(32)
+    mod = make_secagg_mod(identity_of=partial(derived_identity, secret))
+    seen: dict[str, list[str]] = {}
+
+    def site(n: int) -> SiteApp:
+        handler = delta_handler({"w": np.full((2, 3), 0.01 * n, np.float32)})
+
+        def app(msg: Message, ctx: Context) -> Message:
+            rec = msg.content.config_records[RECORD]
+            if n == 11 and rec["stage"] == "share":
+                _, fake = keys.generate_keypair()
+                rec["pk_c"] = [fake, *list(rec["pk_c"])[1:]]  # type: ignore[index]
+            reply = mod(msg, ctx, handler)
+            if reply.has_error():
+                seen.setdefault(str(rec["stage"]), []).append(reply.error.reason)
+            return reply
+
+        return app
+
+    grid = LoopbackGrid({n: site(n) for n in (11, 22, 33, 44)})
+    arrays = ArrayRecord({"w": Array(np.zeros((2, 3), np.float32))})
+    # Execute
+    res = run_secagg_round(grid, [11, 22, 33, 44], RecordDict({"arrays": arrays}), [("w", (2, 3))],
+                           SecAggConfig(clip_range=0.5, max_weight=1, fixed_weight=1))  # fmt: skip
+    # Assert: 11 refused the forged keys; the other three aggregated, signed end to end
+    assert any("no valid signature" in r for r in seen["share"])
+    assert isinstance(res, AggregateResult) and res.survivors == [22, 33, 44]
+    assert np.allclose(res.arrays["w"], 0.01 * (22 + 33 + 44) / 3, atol=1e-6)
