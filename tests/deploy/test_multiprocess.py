@@ -45,7 +45,7 @@ RUN = [
     "aggregation=flower-secaggplus",
     "aggregation.num_shares=3",
     "aggregation.reconstruction_threshold=2",
-    "aggregation.timeout=20",
+    "aggregation.timeout=60",  # masked-input stage incl. training; 20 s timed out at load 17
     "aggregation.query_timeout=30",
 ]
 
