@@ -118,6 +118,7 @@ class FleetGateway:
             for k, v in up.headers.items()
             if k.lower() not in HOP_BY_HOP and k.lower() != "content-encoding"
         ]
+        out.append((b"content-length", str(len(up.content)).encode()))
         await send({"type": "http.response.start", "status": up.status_code, "headers": out})
         await send({"type": "http.response.body", "body": up.content})
 
