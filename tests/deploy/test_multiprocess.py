@@ -145,7 +145,7 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
             env,
         )
         try:
-            code = run.wait(timeout=240)
+            code = run.wait(timeout=480)  # a loaded 2-core machine: ~20 s per SecAgg stage
         finally:
             done.set()
 
