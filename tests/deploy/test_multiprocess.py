@@ -87,9 +87,21 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     with processes(tmp_path / "logs") as procs:
         procs.start(
             "superlink",
-            [ssl_fed, "server", "start", "--state-dir", str(tmp_path / "link"),
-             "--host", "127.0.0.1", "--port", str(port), "--control-port", str(control),
-             "--pki", str(tmp_path / "pki")],
+            [
+                ssl_fed,
+                "server",
+                "start",
+                "--state-dir",
+                str(tmp_path / "link"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--control-port",
+                str(control),
+                "--pki",
+                str(tmp_path / "pki"),
+            ],
             env,
         )
         wait_for_port(port)
@@ -97,24 +109,60 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
-                [ssl_fed, "server", "enroll", str(public), "--superlink", operator,
-                 "--ca", str(pki.ca_cert)],
+                [
+                    ssl_fed,
+                    "server",
+                    "enroll",
+                    str(public),
+                    "--superlink",
+                    operator,
+                    "--ca",
+                    str(pki.ca_cert),
+                ],
                 env,
             )
             assert enroll.wait(timeout=60) == 0, procs.log(f"enroll{i}")
         for i, ((private, _), folder) in enumerate(zip(keys, folders, strict=True)):
             procs.start(
                 f"site{i}",
-                [ssl_fed, "site", "start", "--data", str(folder), "--state-dir", str(states[i]),
-                 "--superlink", link, "--ca", str(pki.ca_cert), "--key", str(private),
-                 "--epsilon-budget", "8", "--port", str(free_port()), "--site-id", str(i)],
+                [
+                    ssl_fed,
+                    "site",
+                    "start",
+                    "--data",
+                    str(folder),
+                    "--state-dir",
+                    str(states[i]),
+                    "--superlink",
+                    link,
+                    "--ca",
+                    str(pki.ca_cert),
+                    "--key",
+                    str(private),
+                    "--epsilon-budget",
+                    "8",
+                    "--port",
+                    str(free_port()),
+                    "--site-id",
+                    str(i),
+                ],
                 env,
             )
         rogue = procs.start(
             "rogue",
-            [str(BIN / "flower-supernode"), "--superlink", link, "--root-certificates",
-             str(pki.ca_cert), "--auth-supernode-private-key", str(rogue_key),
-             "--port", str(free_port()), "--node-config", 'data-path="/x" state-dir="/y"'],
+            [
+                str(BIN / "flower-supernode"),
+                "--superlink",
+                link,
+                "--root-certificates",
+                str(pki.ca_cert),
+                "--auth-supernode-private-key",
+                str(rogue_key),
+                "--port",
+                str(free_port()),
+                "--node-config",
+                'data-path="/x" state-dir="/y"',
+            ],
             env,
         )
 
@@ -140,8 +188,7 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
         killer.start()
         run = procs.start(
             "run",
-            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", operator, "--ca",
-             str(pki.ca_cert)],
+            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", operator, "--ca", str(pki.ca_cert)],
             env,
         )
         try:
