@@ -7,6 +7,7 @@ ports of 127.0.0.1 and talks to both ports, so every negative has a positive con
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import shutil
 import ssl
@@ -14,10 +15,12 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ssl_fed.cli import main
+from ssl_fed.deploy.gateway import FleetGateway
 from ssl_fed.deploy.pki import find_ca_key, init_pki, site_keygen
 from tests.deploy.procs import BIN, deploy_env, free_port, processes, wait_for_port
 
@@ -108,3 +111,33 @@ def test_only_the_fleet_api_is_public(tmp_path):
     for path in (tmp_path / "link").glob("superlink.db*"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE((tmp_path / "link").stat().st_mode) == 0o700
+
+
+def _asgi(path: str, method: str = "POST") -> tuple[int, bytes]:
+    """Call the gateway app in-process; its upstream (a closed loopback port) is unreachable."""
+    app = FleetGateway(f"http://127.0.0.1:{free_port()}", None)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(event: dict[str, Any]) -> None:
+        sent.append(event)
+
+    scope = {"type": "http", "method": method, "path": path, "headers": []}
+    asyncio.run(app(scope, receive, send))
+    return int(sent[0]["status"]), bytes(sent[1]["body"])
+
+
+@pytest.mark.parametrize("route", CONTROL)
+def test_gateway_answers_404_to_control_routes_without_forwarding(route: str) -> None:
+    status, body = _asgi(f"/v1/control/{route}")
+    assert status == 404 and b"only the Fleet API" in body
+
+
+def test_gateway_forwards_fleet_routes_only_as_post() -> None:
+    # a Fleet route is forwarded (502: the upstream is down), but not as GET
+    assert _asgi("/v1/fleet/pull-messages")[0] == 502
+    assert _asgi("/v1/fleet/pull-messages", "GET")[0] == 404
+    assert _asgi("/v1/runtime/acquire-task")[0] == 404
+    assert _asgi("/v1/fleet/../control/start-run")[0] == 404  # exact paths only, no traversal
