@@ -58,6 +58,7 @@ class RoundRecord:
     max_abs_delta: float = 0.0
     skipped: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    clipped: int | None = None
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
@@ -150,6 +151,14 @@ class SiteRounds:
         rec.completed = sorted(self.label(n) for n in outcome.completed)
         rec.dropped = sorted(set(rec.dropped) | (set(rec.sampled) - set(rec.completed)))
         rec.skipped, rec.timings = outcome.skipped, dict(outcome.timings)
+        rec.clipped = outcome.clipped
+        if outcome.clipped:
+            log.warning(
+                "round %d: %d coordinates clipped at the SecAgg quantizer (all sites together); "
+                "raise aggregation.clipping_range if this persists",
+                rec.round,
+                outcome.clipped,
+            )
         reported: dict[int, dict[str, float]] = {}
         for node, metrics in outcome.metrics.items():
             scalars = site_scalars(metrics)

@@ -1,9 +1,11 @@
 """Deployment subcommands of ``ssl-fed``: thin wrappers over Flower's binaries and ssl-fed's PKI.
 
 ``pki init`` / ``site keygen`` make the keys (:mod:`ssl_fed.deploy.pki`); ``server enroll``
-wraps ``flwr supernode register``; ``server start`` execs ``flower-superlink`` with TLS, node
-authentication and a persistent state DB; ``site start`` runs :mod:`ssl_fed.deploy.site`;
-``run`` wraps ``flwr run . <connection> --stream``; ``export`` runs :mod:`ssl_fed.export`.
+wraps ``flwr supernode register``; ``server start`` runs ``flower-superlink`` (TLS, node
+authentication, a persistent 0600 state DB) bound to 127.0.0.1 only, with the Fleet-only gateway
+(:mod:`ssl_fed.deploy.gateway`) on the public address; ``site start`` runs
+:mod:`ssl_fed.deploy.site`; ``run`` wraps ``flwr run . <connection> --stream``; ``export``
+runs :mod:`ssl_fed.export`.
 Each handler returns an exit code; ``ssl_fed.cli`` prints user errors as one ``error:`` line.
 """
 
@@ -40,10 +42,13 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
     """Create the CA and the SuperLink's certificate."""
     from ssl_fed.deploy.pki import init_pki
 
-    paths = init_pki(args.out, args.host or ["127.0.0.1", "localhost"])
+    paths = init_pki(args.out, args.host or ["127.0.0.1", "localhost"], ca_dir=args.ca_dir)
     print(f"CA certificate (give to every site): {paths.ca_cert}")
     print(f"server certificate / key (stay on the server): {paths.server_cert} {paths.server_key}")
-    print(f"CA key (keep offline): {paths.ca_key}")
+    print(
+        f"CA key: {paths.ca_key}. Move {paths.ca_key.parent} OFFLINE now; `server start` refuses "
+        "to run while the CA key sits in its PKI or state folder."
+    )
     return 0
 
 
@@ -80,46 +85,102 @@ def cmd_server_enroll(args: argparse.Namespace) -> int:
 
 
 def superlink_command(args: argparse.Namespace) -> list[str]:
-    """Build the ``flower-superlink`` command line for ``ssl-fed server start``."""
+    """Build the ``flower-superlink`` command line: loopback only, on ``--control-port``."""
     state = Path(args.state_dir).resolve()
     cmd = [
         binary("flower-superlink"),
         "--host",
-        args.host,
+        "127.0.0.1",
         "--port",
-        str(args.port),
+        str(args.control_port),
         "--database",
         str(state / "superlink.db"),
         "--disable-runtime-dependency-installation",
     ]
     if args.insecure:
         return [*cmd, "--insecure"]
-    if not args.pki:
-        raise DeployError("--pki DIR (from `ssl-fed pki init`) is required, or pass --insecure")
-    pki = Path(args.pki)
+    ca, cert, key = tls_files(args)
     return [
         *cmd,
-        "--ssl-ca-certfile",
-        str(require_file(pki / "ca.crt", "--pki")),
-        "--ssl-certfile",
-        str(require_file(pki / "server.pem", "--pki")),
-        "--ssl-keyfile",
-        str(require_file(pki / "server.key", "--pki")),
+        *("--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)),
         "--enable-supernode-auth",
     ]
 
 
+def tls_files(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """Return (CA cert, server cert, server key) from ``--pki``, or a clear error."""
+    if not args.pki:
+        raise DeployError("--pki DIR (from `ssl-fed pki init`) is required, or pass --insecure")
+    pki = Path(args.pki)
+    return (
+        require_file(pki / "ca.crt", "--pki"),
+        require_file(pki / "server.pem", "--pki"),
+        require_file(pki / "server.key", "--pki"),
+    )
+
+
+def prepare_state(args: argparse.Namespace) -> Path:
+    """Refuse to start beside the CA key; create the state dir 0700 and ``superlink.db`` 0600.
+
+    The process umask becomes 077, so the SQLite journal files, FLWR_HOME and run outputs the
+    SuperLink and its ServerApps write under the state dir are private to the operator too.
+    """
+    from ssl_fed.deploy.pki import find_ca_key
+
+    state = Path(args.state_dir).resolve()
+    if not args.insecure:
+        ca_cert = tls_files(args)[0]
+        found = find_ca_key([Path(args.pki).resolve(), state], ca_cert)
+        if found is not None:
+            raise DeployError(
+                f"{found} is the CA's private key, in a folder the server reads; move it "
+                "offline (it is needed only to issue certificates), then start again"
+            )
+    os.umask(0o077)
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    state.chmod(0o700)
+    db = state / "superlink.db"
+    os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+    db.chmod(0o600)
+    return state
+
+
 def cmd_server_start(args: argparse.Namespace) -> int:
-    """Exec ``flower-superlink`` in the state dir (relative ``out=`` paths land there)."""
+    """Run the SuperLink on loopback and the Fleet-only gateway on ``--host:--port``."""
+    from ssl_fed.deploy.gateway import serve_gateway
+
+    if args.control_port == args.port:
+        raise DeployError("--control-port must differ from the public --port")
     cmd = superlink_command(args)
+    state = prepare_state(args)
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr, flush=True)
-    state = Path(args.state_dir).resolve()
-    state.mkdir(parents=True, exist_ok=True)
-    os.chdir(state)
     env = flwr_env()
     env.setdefault("FLWR_HOME", str(state / "flwr"))
-    os.execve(cmd[0], cmd, env)
+    link = subprocess.Popen(cmd, env=env, cwd=state)
+    scheme = "http" if args.insecure else "https"
+    print(
+        f"control (operator only): 127.0.0.1:{args.control_port}; "
+        f"sites connect to {args.host}:{args.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        serve_gateway(
+            args.host,
+            args.port,
+            f"{scheme}://127.0.0.1:{args.control_port}",
+            None if args.insecure else tls_files(args),
+            lambda: link.poll() is None,
+        )
+    finally:
+        if link.poll() is None:
+            link.terminate()
+            try:
+                link.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                link.kill()
+    return 0 if link.returncode in (0, -15) else 1
 
 
 def cmd_site_start(args: argparse.Namespace) -> int:
@@ -177,6 +238,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = pki.add_parser("init", help="create the CA and the SuperLink certificate")
     p.add_argument("--out", required=True, help="folder for ca.crt/ca.key/server.pem/server.key")
     p.add_argument("--host", action="append", help="DNS name or IP of the server (repeat)")
+    p.add_argument("--ca-dir", help="folder for ca.key (default: <out>-ca-offline; move offline)")
     p.set_defaults(func=cmd_pki_init)
 
     site = sub.add_parser("site", help="run a data-holding site").add_subparsers(required=True)
@@ -204,8 +266,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_server_enroll)
     p = server.add_parser("start", help="start flower-superlink with TLS and node auth")
     p.add_argument("--state-dir", default="superlink", help="state DB, FLWR_HOME, run outputs")
-    p.add_argument("--host", default="0.0.0.0")
-    p.add_argument("--port", type=int, default=9093)
+    p.add_argument("--host", default="0.0.0.0", help="public address of the Fleet-only gateway")
+    p.add_argument("--port", type=int, default=9093, help="public port (sites connect here)")
+    p.add_argument(
+        "--control-port", type=int, default=9095, help="loopback port of the SuperLink (operator)"
+    )
     p.add_argument("--pki", help="folder written by `ssl-fed pki init`")
     p.add_argument("--insecure", action="store_true", help="NO TLS, NO node auth (tests only)")
     p.set_defaults(func=cmd_server_start)

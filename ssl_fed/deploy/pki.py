@@ -8,6 +8,12 @@
 
 Private keys are written with mode 0600, created that way (never world-readable for an instant),
 and an existing key is never overwritten: rotating a key is an explicit, documented step.
+
+The CA key is written to its own folder (default ``<out>-ca-offline/``), never beside the files the
+server reads: whoever holds it can certify a fake SuperLink to every site. Move that folder
+offline; ``ssl-fed server start`` refuses to run while it finds the CA key in the PKI or state
+folder (:func:`find_ca_key`). The server certificate always covers 127.0.0.1 and localhost too,
+because the SuperLink itself listens only on loopback behind the gateway (:mod:`.gateway`).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 RSA_BITS = 3072
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 CA_DAYS = 5 * 365
 SERVER_DAYS = 365
 
@@ -77,12 +84,26 @@ def _subject_alt_names(hosts: list[str]) -> x509.SubjectAlternativeName:
     return x509.SubjectAlternativeName(names)
 
 
-def init_pki(out: str | Path, hosts: list[str], *, org: str = "ssl-fed") -> PkiPaths:
-    """Create a CA and a SuperLink certificate for ``hosts`` (DNS names or IPs) under ``out``."""
+def default_ca_dir(out: Path) -> Path:
+    """Where ``pki init`` puts the CA key unless told: a sibling folder, to be moved offline."""
+    return out.parent / f"{out.name}-ca-offline"
+
+
+def init_pki(
+    out: str | Path, hosts: list[str], *, org: str = "ssl-fed", ca_dir: str | Path | None = None
+) -> PkiPaths:
+    """Create a CA and a SuperLink certificate for ``hosts`` (DNS names or IPs) under ``out``.
+
+    The CA key goes to ``ca_dir`` (default :func:`default_ca_dir`), which must differ from ``out``.
+    """
     if not hosts:
         raise PkiError("give at least one host name or IP for the server certificate's SANs")
     out = Path(out)
-    paths = PkiPaths(out / "ca.crt", out / "ca.key", out / "server.pem", out / "server.key")
+    key_dir = Path(ca_dir) if ca_dir is not None else default_ca_dir(out)
+    if key_dir.resolve() == out.resolve():
+        raise PkiError(f"--ca-dir {key_dir} must not be the PKI folder the server reads")
+    hosts = list(dict.fromkeys([*hosts, *LOOPBACK_HOSTS]))
+    paths = PkiPaths(out / "ca.crt", key_dir / "ca.key", out / "server.pem", out / "server.key")
     for key_path in (paths.ca_key, paths.server_key):
         if key_path.exists():
             raise PkiError(f"{key_path} exists; refusing to overwrite an existing PKI in {out}")
@@ -172,3 +193,36 @@ def read_public_key(path: str | Path) -> bytes:
             f"{path}: node keys must be ECDSA P-384 (make one with `ssl-fed site keygen`)"
         )
     return data
+
+
+def find_ca_key(folders: list[Path], ca_cert: Path) -> Path | None:
+    """Return a file in ``folders`` (not recursive) that holds the private key of ``ca_cert``.
+
+    Matches by public key, not by name, so a renamed ``ca.key`` is found too. Only small regular
+    files are read.
+    """
+    ca_public = x509.load_pem_x509_certificate(ca_cert.read_bytes()).public_key()
+    want = ca_public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.name == "ca.key":
+                return path
+            if not path.is_file() or path.stat().st_size > 64 * 1024:
+                continue
+            data = path.read_bytes()
+            if b"PRIVATE KEY" not in data:
+                continue
+            try:
+                key = serialization.load_pem_private_key(data, password=None)
+            except (ValueError, TypeError):
+                continue
+            got = key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            if got == want:
+                return path
+    return None

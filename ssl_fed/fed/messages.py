@@ -46,6 +46,9 @@ class RoundOutcome:
         Why the round produced no aggregate (too few survivors, ...), else ``None``.
     timings : dict[str, float]
         Seconds per protocol stage (secure aggregation only).
+    clipped : int | None
+        Coordinates clipped at the SecAgg quantizer, summed over the completed sites (the only
+        clip information the server learns); ``None`` when no quantizer ran.
     """
 
     mean: list[NDArray] | None
@@ -54,6 +57,7 @@ class RoundOutcome:
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    clipped: int | None = None
 
 
 def train_content(arrays: list[NDArray], names: list[str], run_id: str, round: int) -> RecordDict:

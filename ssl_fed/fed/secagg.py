@@ -88,6 +88,7 @@ def secagg_config(cfg: AggregationConfig) -> ssa.SecAggConfig:
         array_key=ARRAYS,
         weight_key=WEIGHT_KEY,
         clear_metrics=True,
+        fixed_weight=MAX_WEIGHT,
     )
 
 
@@ -179,7 +180,8 @@ def aggregate_secure(
         return RoundOutcome(None, [], list(node_ids), dict(res.clear), reason, timings)
     mean = [np.asarray(res.arrays[n], np.float32) for n in names]
     dropped = sorted(set(node_ids) - set(res.survivors))
-    return RoundOutcome(mean, list(res.survivors), dropped, dict(res.clear), None, timings)
+    clear = dict(res.clear)
+    return RoundOutcome(mean, list(res.survivors), dropped, clear, None, timings, res.clipped)
 
 
 def _log_rejections(rnd: int, rejected: dict[int, str]) -> None:

@@ -7,88 +7,75 @@ the reply payload. The state round-trips through bytes (JSON), so a Flower mod c
 Notes
 -----
 Guarantees a site enforces on its own, whatever the server asks:
-- it answers each stage at most once and only in order (advertise, share, collect, unmask);
-- it never reveals both the self-mask share and the mask-key share of the same peer, and never
-  reveals anything for itself;
-- it refuses to unmask when fewer than ``min_survivors`` inputs were collected (paper: abort if
-  ``|U| < t``), so a lone input can never be unmasked;
+- it answers each stage at most once and in order (advertise, share, collect, consist, unmask),
+  and never trains on a masked-input request that fails :func:`check_collect`;
+- it never reveals both secrets' shares of one peer, nor anything for itself; it reveals only by
+  the one survivor set ``U3`` it signed (survivors = my masking neighbours in ``U3``, dropped = the
+  rest) and only when ``U3`` and the signers number at least ``min_survivors`` (paper: abort if
+  ``|U| < t``);
 - it masks with exactly the neighbours the server reported as having shared keys, and with all of
   them even if a peer's share ciphertext was bad, so pairwise masks always cancel.
+These stop an honest-but-curious server. Against a *deviating* server (substituted keys, different
+survivor sets or setups for different sites) a lone input stays hidden only when the sites hold a
+signing identity (:mod:`ssl_fed.secagg.identity`): then every neighbour key and every consistency
+signature must verify against the site's own roster. Without one, a server that lies about keys
+or survivors can unmask a single site (issue 11).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
+from ssl_fed.secagg.identity import (
+    SiteIdentity,
+    advert_message,
+    check_adverts,
+    check_consistency,
+    survivors_message,
+)
 from ssl_fed.secagg.prg import derive_info, keystream_words
 from ssl_fed.secagg.setup import RoundSetup
+from ssl_fed.secagg.state import STAGES, ClientState
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
     check_header,
+    get_bytes,
     get_bytes_list,
     get_ids,
-    get_int,
     header,
     ids_to_bytes,
 )
 
-STAGES = ("advertise", "share", "collect", "unmask")
-
-
-@dataclass
-class ClientState:
-    """Secrets and bookkeeping of one site for one round (all bytes as hex for JSON)."""
-
-    node_id: int
-    setup: dict[str, Any]
-    sk_c: str
-    sk_s: str
-    seed: str
-    done: list[str] = field(default_factory=list)
-    peers: dict[str, list[str]] = field(default_factory=dict)
-    held: dict[str, list[str]] = field(default_factory=dict)
-    mask_ids: list[int] = field(default_factory=list)
-
-    def to_bytes(self) -> bytes:
-        """Serialise to JSON bytes for ``Context.state``."""
-        return json.dumps(asdict(self)).encode()
-
-    @staticmethod
-    def from_bytes(raw: bytes) -> ClientState:
-        """Inverse of :meth:`to_bytes`."""
-        return ClientState(**json.loads(raw))
-
-    def round_setup(self) -> RoundSetup:
-        """Rebuild the round setup this state was created for."""
-        d = dict(self.setup)
-        d["round_id"] = bytes.fromhex(d["round_id"])
-        d["node_ids"] = bytes.fromhex(d["node_ids"])
-        d["graph_seed"] = bytes.fromhex(d["graph_seed"])
-        return RoundSetup.from_payload(d)
-
-    def advance(self, stage: str) -> None:
-        """Record that ``stage`` is answered; refuse repeats and out-of-order stages."""
-        expected = STAGES[len(self.done)] if len(self.done) < len(STAGES) else None
-        if stage != expected:
-            raise ProtocolError(f"stage {stage!r} out of order (expected {expected!r})")
-        self.done.append(stage)
+__all__ = [
+    "STAGES",
+    "ClientState",
+    "advertise",
+    "check_collect",
+    "consist",
+    "mask",
+    "share",
+    "unmask",
+]
 
 
 def _hexify(p: Payload) -> dict[str, Any]:
     return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in p.items()}
 
 
-def advertise(node_id: int, request: Payload) -> tuple[ClientState, Payload]:
-    """Stage 1: check the setup, draw two X25519 pairs and the self-mask seed ``b_i``."""
+def advertise(
+    node_id: int, request: Payload, identity: SiteIdentity | None = None
+) -> tuple[ClientState, Payload]:
+    """Stage 1: check the setup, draw two X25519 pairs and the self-mask seed ``b_i``.
+
+    With an ``identity`` the site signs its keys and commitment, bound to the setup digest.
+    """
     setup = RoundSetup.from_payload(request)
     if node_id not in setup.node_ids:
         raise ProtocolError(f"node {node_id} is not among the round's participants")
@@ -97,18 +84,27 @@ def advertise(node_id: int, request: Payload) -> tuple[ClientState, Payload]:
     seed = os.urandom(32)
     state = ClientState(node_id, _hexify(request), sk_c.hex(), sk_s.hex(), seed.hex())
     state.advance("advertise")
+    commit = keys.commit_seed(setup.round_id, node_id, seed)
+    signed = advert_message(setup.digest(), node_id, pk_c, pk_s, commit)
     reply = header("advertise", setup.round_id)
     reply.update(
         node_id=ids_to_bytes([node_id]),
         pk_c=pk_c,
         pk_s=pk_s,
-        commit=keys.commit_seed(setup.round_id, node_id, seed),
+        commit=commit,
+        signer=identity.public if identity else b"",
+        sig=identity.sign(signed) if identity else b"",
     )
     return state, reply
 
 
-def share(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
-    """Stage 2: Shamir-share ``b_i`` and ``s_i^SK`` to the live neighbours, encrypted pairwise."""
+def share(
+    state: ClientState, request: Payload, identity: SiteIdentity | None = None
+) -> tuple[ClientState, Payload]:
+    """Stage 2: Shamir-share ``b_i`` and ``s_i^SK`` to the live neighbours, encrypted pairwise.
+
+    With an ``identity``, every neighbour's keys must carry a valid roster signature first.
+    """
     setup = state.round_setup()
     check_header(request, "share", setup.round_id)
     state.advance("share")
@@ -125,6 +121,12 @@ def share(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
         )
     if len(set(pk_c + pk_s)) != 2 * len(ids):
         raise ProtocolError("duplicate public keys among neighbours")
+    commits = get_bytes_list(request, "commits", len(ids), 32)
+    signers = get_bytes_list(request, "signers", len(ids))
+    sigs = get_bytes_list(request, "sigs", len(ids))
+    if identity is not None:
+        keyset = list(zip(pk_c, pk_s, commits, strict=True))
+        check_adverts(identity, setup.digest(), ids, keyset, list(zip(signers, sigs, strict=True)))
     state.peers = {str(j): [a.hex(), b.hex()] for j, a, b in zip(ids, pk_c, pk_s, strict=True)}
     b_sh = keys.split_secret(bytes.fromhex(state.seed), setup.shape.t, len(ids))
     s_sh = keys.split_secret(bytes.fromhex(state.sk_s), setup.shape.t, len(ids))
@@ -145,6 +147,25 @@ def share(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
     return state, reply
 
 
+def check_collect(state: ClientState, request: Payload) -> list[int]:
+    """Validate a masked-input request *before* the site trains; return the neighbour ids.
+
+    The mod calls this first, so a forged, replayed or out-of-order request never reaches the
+    train handler (fail closed: no training on a message that is not a well-formed stage 3).
+    """
+    setup = state.round_setup()
+    check_header(request, "collect", setup.round_id)
+    if state.done != list(STAGES[:2]):
+        raise ProtocolError(f"stage 'collect' out of order (answered so far: {state.done})")
+    ids = get_ids(request, "ids")
+    get_bytes_list(request, "cts", len(ids))
+    if not set(ids) <= {int(j) for j in state.peers}:
+        raise ProtocolError("collect request lists sites that did not receive my shares")
+    if len(ids) < setup.shape.t:
+        raise ProtocolError(f"only {len(ids)} neighbours shared keys, fewer than t={setup.shape.t}")
+    return ids
+
+
 def mask(
     state: ClientState, request: Payload, encoded: NDArray[np.unsignedinteger]
 ) -> tuple[ClientState, Payload]:
@@ -155,17 +176,12 @@ def mask(
     two masks cancel in the sum (paper §3, eq. for ``y_u``).
     """
     setup = state.round_setup()
-    check_header(request, "collect", setup.round_id)
+    ids = check_collect(state, request)
     state.advance("collect")
     me = state.node_id
-    ids = get_ids(request, "ids")
     cts = get_bytes_list(request, "cts", len(ids))
-    if not set(ids) <= {int(j) for j in state.peers}:
-        raise ProtocolError("collect request lists sites that did not receive my shares")
-    if len(ids) < setup.shape.t:
-        raise ProtocolError(f"only {len(ids)} neighbours shared keys, fewer than t={setup.shape.t}")
-    if encoded.dtype != setup.dtype or encoded.shape != (setup.dim + 1,):
-        raise ValueError(f"encoded vector must be {setup.dtype.__name__}[{setup.dim + 1}]")
+    if encoded.dtype != setup.dtype or encoded.shape != (setup.length,):
+        raise ValueError(f"encoded vector must be {setup.dtype.__name__}[{setup.length}]")
     t0 = time.perf_counter()
     sk_c = bytes.fromhex(state.sk_c)
     for j, ct in zip(ids, cts, strict=True):
@@ -177,7 +193,7 @@ def mask(
             continue
         state.held[str(j)] = [pt[: keys.SHARE_BYTES].hex(), pt[keys.SHARE_BYTES :].hex()]
     t1 = time.perf_counter()
-    dtype, length = setup.dtype, setup.dim + 1
+    dtype, length = setup.dtype, setup.length
     y = encoded.copy()
     y += keystream_words(
         bytes.fromhex(state.seed), derive_info(setup.round_id, "self-mask", me), length, dtype
@@ -200,21 +216,64 @@ def mask(
     return state, reply
 
 
-def unmask(state: ClientState, request: Payload) -> tuple[ClientState, Payload]:
-    """Stage 4: reveal ``b_j`` shares of survivors and ``s_j^SK`` shares of dropped sites."""
+def consist(
+    state: ClientState, request: Payload, identity: SiteIdentity | None = None
+) -> tuple[ClientState, Payload]:
+    """Consistency check (Bonawitz et al. 2017, Fig. 4, round 3): sign the survivor set shown.
+
+    The site remembers the one set ``U3`` it signed and later unmasks only by that set.
+    """
+    setup = state.round_setup()
+    check_header(request, "consist", setup.round_id)
+    state.advance("consist")
+    packed = get_bytes(request, "survivor_set")
+    u3 = get_ids(request, "survivor_set")
+    if u3 != sorted(u3) or state.node_id not in u3 or not set(u3) <= set(setup.node_ids):
+        raise ProtocolError("survivor set must be sorted participants that include me")
+    if len(u3) < setup.shape.min_survivors:
+        raise ProtocolError(
+            f"only {len(u3)} inputs collected, fewer than {setup.shape.min_survivors}"
+        )
+    state.u3 = packed.hex()
+    signed = survivors_message(setup.digest(), state.node_id, packed)
+    reply = header("consist", setup.round_id)
+    reply.update(
+        node_id=ids_to_bytes([state.node_id]), sig=identity.sign(signed) if identity else b""
+    )
+    return state, reply
+
+
+def unmask(
+    state: ClientState, request: Payload, identity: SiteIdentity | None = None
+) -> tuple[ClientState, Payload]:
+    """Stage 4: reveal ``b_j`` shares of survivors and ``s_j^SK`` shares of dropped sites.
+
+    Only by the survivor set this site signed: the request's survivor/dropped lists must split my
+    masking neighbours exactly by it, and (with an ``identity``) it must carry at least
+    ``min_survivors`` valid roster signatures on that same set, mine included.
+    """
     setup = state.round_setup()
     check_header(request, "unmask", setup.round_id)
     state.advance("unmask")
     alive, dropped = get_ids(request, "survivors"), get_ids(request, "dropped")
-    total = get_int(request, "num_survivors", 0, setup.shape.n)
-    if total < setup.shape.min_survivors:
+    if get_bytes(request, "survivor_set").hex() != state.u3:
+        raise ProtocolError("unmask request names another survivor set than the one I signed")
+    u3 = set(get_ids(request, "survivor_set"))
+    u4 = get_ids(request, "signed_ids")
+    signers = get_bytes_list(request, "signers", len(u4))
+    sigs = get_bytes_list(request, "sigs", len(u4))
+    if set(alive) != set(state.mask_ids) & u3 or set(dropped) != set(state.mask_ids) - u3:
+        raise ProtocolError("survivor/dropped lists disagree with the signed survivor set")
+    if state.node_id not in u4 or not set(u4) <= u3:
+        raise ProtocolError("consistency signers must be survivors and include me")
+    if len(u4) < setup.shape.min_survivors:
         raise ProtocolError(
-            f"only {total} inputs collected, fewer than {setup.shape.min_survivors}"
+            f"only {len(u4)} consistency signatures, fewer than {setup.shape.min_survivors}"
         )
-    if set(alive) & set(dropped) or state.node_id in set(alive) | set(dropped):
-        raise ProtocolError("a site is listed both as survivor and as dropped, or I am listed")
-    if not set(dropped) <= set(state.mask_ids):
-        raise ProtocolError("dropped list names a site that never shared keys with me")
+    if identity is not None:
+        signed = dict(zip(u4, zip(signers, sigs, strict=True), strict=True))
+        packed = bytes.fromhex(state.u3)
+        check_consistency(identity, setup.digest(), packed, signed, setup.shape.min_survivors)
     t0 = time.perf_counter()
     b_ids = [j for j in alive if str(j) in state.held]
     s_ids = [j for j in dropped if str(j) in state.held]

@@ -1,14 +1,15 @@
 """Drive one SecAgg+ round over Flower 1.42's Message API (``Grid.send_and_receive``).
 
-Each protocol stage is one batch of TRAIN messages carrying a ``ConfigRecord`` under
-:data:`RECORD` (the masked vector travels in an ``ArrayRecord`` under :data:`MASKED`). The
-masked-input stage also carries the caller's train content (global arrays and config) so the site's
-train handler runs inside :func:`ssl_fed.secagg.mod.secagg_mod`. Every stage waits at most its
-timeout; a site that does not answer in time, answers with an error, or answers malformed is
-dropped for the rest of the round, and the protocol tolerates it if enough neighbours survive.
-An error reply's reason (e.g. the site's "protocol version mismatch") is kept in the result's
-``rejected`` map, so the caller can log why a site left. With ``SecAggConfig.clear_metrics`` the
-site's whitelisted scalars come back beside the masked vector in a MetricRecord under :data:`CLEAR`.
+Each protocol stage (advertise, share, collect, consist, unmask) is one batch of TRAIN messages
+carrying a ``ConfigRecord`` under :data:`RECORD` (the masked vector travels in an ``ArrayRecord``
+under :data:`MASKED`). The masked-input stage also carries the caller's train content (global
+arrays and config) so the site's train handler runs inside :func:`ssl_fed.secagg.mod.secagg_mod`.
+Every stage waits at most its timeout; a site that does not answer in time, answers with an
+error, or answers malformed is dropped for the rest of the round, and the protocol tolerates it
+if enough neighbours survive. An error reply's reason (e.g. the site's "protocol version
+mismatch") is kept in the result's ``rejected`` map, so the caller can log why a site left. With
+``SecAggConfig.clear_metrics`` the site's whitelisted scalars come back beside the masked vector
+in a MetricRecord under :data:`CLEAR`.
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ def run_secagg_round(
         skip = accept(replies)
         if skip is not None:
             return _annotate(skip, timings, errors, clear, t_round)
+    skip = server.accept_consist(exchange("consist", server.consist_requests(), cfg.stage_timeout))
+    if skip is not None:
+        return _annotate(skip, timings, errors, clear, t_round)
     server.accept_unmask(exchange("unmask", server.unmask_requests(), cfg.stage_timeout))
     return _annotate(server.finish(), timings, errors, clear, t_round)
 

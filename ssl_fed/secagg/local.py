@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg import client
+from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.params import SecAggConfig
 from ssl_fed.secagg.result import AggregateResult, Skipped
 from ssl_fed.secagg.server import SecAggServer
@@ -32,6 +33,7 @@ def run_local_round(
     drop: Mapping[int, str] | None = None,
     tamper: Tamper | None = None,
     transcript: list[tuple[str, int, Payload]] | None = None,
+    identities: Mapping[int, SiteIdentity] | None = None,
 ) -> AggregateResult | Skipped:
     """Aggregate ``inputs`` (node id -> (arrays by name, weight)) with SecAgg+.
 
@@ -44,11 +46,14 @@ def run_local_round(
     cfg : SecAggConfig
         Round settings.
     drop : Mapping[int, str] | None
-        Site -> first stage it does not answer ("advertise", "share", "collect", "unmask").
+        Site -> first stage it does not answer ("advertise", "share", "collect", "consist",
+        "unmask").
     tamper : Tamper | None
         ``tamper(stage, node_id, reply) -> reply`` applied to each reply before the server sees it.
     transcript : list | None
         Receives ``(stage, node_id, reply)`` for every reply the server receives.
+    identities : Mapping[int, SiteIdentity] | None
+        Per site, its signing identity (signed keys + consistency check); ``None``: unsigned.
     """
     drop = drop or {}
     server = SecAggServer(list(inputs), spec, cfg)
@@ -59,17 +64,20 @@ def run_local_round(
         for nid, req in requests.items():
             if nid in drop and client.STAGES.index(stage) >= client.STAGES.index(drop[nid]):
                 continue
+            me = (identities or {}).get(nid)
             try:
                 if stage == "advertise":
-                    states[nid], rep = client.advertise(nid, dict(req))
+                    states[nid], rep = client.advertise(nid, dict(req), me)
                 elif stage == "share":
-                    states[nid], rep = client.share(states[nid], dict(req))
+                    states[nid], rep = client.share(states[nid], dict(req), me)
                 elif stage == "collect":
                     setup = states[nid].round_setup()
                     encoded = setup.encode(*inputs[nid])
                     states[nid], rep = client.mask(states[nid], dict(req), encoded)
+                elif stage == "consist":
+                    states[nid], rep = client.consist(states[nid], dict(req), me)
                 else:
-                    states[nid], rep = client.unmask(states[nid], dict(req))
+                    states[nid], rep = client.unmask(states[nid], dict(req), me)
             except ValueError:
                 continue
             if tamper is not None:
@@ -86,6 +94,9 @@ def run_local_round(
     if skip is not None:
         return skip
     skip = server.accept_masked(exchange("collect", server.collect_requests()))
+    if skip is not None:
+        return skip
+    skip = server.accept_consist(exchange("consist", server.consist_requests()))
     if skip is not None:
         return skip
     server.accept_unmask(exchange("unmask", server.unmask_requests()))

@@ -8,8 +8,13 @@ Usage (Flower 1.42)::
     def train(msg: Message, context: Context) -> Message:
         ...  # reply content: {"arrays": ArrayRecord, "metrics": MetricRecord(num-examples=...)}
 
-Messages without the ``"secagg"`` ConfigRecord pass straight to the handler, so the same
-handler also serves plain rounds. In the masked-input stage the handler runs on the server's train
+Fail closed: :data:`secagg_mod` (``make_secagg_mod(require_secagg=True)``) answers a message
+without the ``"secagg"`` ConfigRecord with an error and never calls the handler, so a server
+cannot downgrade a site that requires secure aggregation to a plain round by leaving the record
+out. A site whose own policy allows plain rounds uses ``make_secagg_mod(require_secagg=False)``:
+then such messages pass straight to the handler. A masked-input request is validated
+(:func:`ssl_fed.secagg.client.check_collect`: header, round, stage order, neighbours) before the
+handler trains. In the masked-input stage the handler runs on the server's train
 content; its reply's ArrayRecord (key sent by the server, default ``"arrays"``) and weight (default
 metric ``"num-examples"``) are encoded, masked and sent back as one ``uint{b}`` vector. Other
 metrics are not sent (they would leave the site unprotected), unless the server's request sets
@@ -21,6 +26,7 @@ checks they are scalars the site may release (ssl-fed's :mod:`ssl_fed.fed.guard`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flwr.app import (
@@ -33,10 +39,11 @@ from flwr.app import (
     MetricRecord,
     RecordDict,
 )
-from flwr.clientapp.typing import ClientAppCallable
+from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.secagg import client
 from ssl_fed.secagg.driver import CLEAR, MASKED, RECORD
+from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.wire import Payload
 
 STATE_KEY = "secagg.state"
@@ -66,24 +73,53 @@ def _train(
     raise ValueError(f"train reply has no metric {wkey!r} (the site's weight)")
 
 
-def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
-    """Answer one SecAgg+ stage for this site; pass non-SecAgg messages to ``call_next``."""
-    if RECORD not in msg.content.config_records:
-        return call_next(msg, context)
+REFUSED = "refused: not an ssl-fed SecAgg stage, and this site requires secure aggregation"
+
+
+def make_secagg_mod(
+    *, require_secagg: bool = True, identity_of: Callable[[int], SiteIdentity] | None = None
+) -> Mod:
+    """Return the SecAgg mod; ``require_secagg=False`` lets plain messages reach the handler.
+
+    Only the site's own policy may pass ``False`` (never a value taken from the run config).
+    With ``identity_of`` (node id -> :class:`~ssl_fed.secagg.identity.SiteIdentity`, e.g.
+    ``lambda _: load_identity(key, roster)`` deployed or ``partial(derived_identity, secret)`` in
+    a simulation) the site signs its keys and its survivor set, and refuses neighbours' keys and
+    unmask requests that lack valid signatures: protection against a deviating server, not only
+    an honest-but-curious one.
+    """
+
+    def mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+        if RECORD not in msg.content.config_records:
+            if require_secagg:
+                return Message(Error(code=ERROR_CODE, reason=f"secagg: {REFUSED}"), reply_to=msg)
+            return call_next(msg, context)
+        identity = identity_of(context.node_id) if identity_of is not None else None
+        return _answer_stage(msg, context, call_next, identity)
+
+    mod.__name__ = mod.__qualname__ = "secagg_mod" if require_secagg else "secagg_or_plain_mod"
+    return mod
+
+
+def _answer_stage(
+    msg: Message, context: Context, call_next: ClientAppCallable, identity: SiteIdentity | None
+) -> Message:
+    """Answer one SecAgg+ stage for this site (the message carries the ``"secagg"`` record)."""
     request: Payload = dict(msg.content.config_records[RECORD])
     stage = request.get("stage")
     clear: dict[str, Any] = {}
     try:
         if stage == "advertise":
-            state, reply = client.advertise(context.node_id, request)
+            state, reply = client.advertise(context.node_id, request, identity)
         else:
             if STATE_KEY not in context.state.config_records:
                 raise ValueError(f"stage {stage!r} before advertise: no round state")
             blob = context.state.config_records[STATE_KEY]["blob"]
             state = client.ClientState.from_bytes(blob)  # type: ignore[arg-type]
             if stage == "share":
-                state, reply = client.share(state, request)
+                state, reply = client.share(state, request, identity)
             elif stage == "collect":
+                client.check_collect(state, request)
                 t0 = time.perf_counter()
                 arrays, weight, clear = _train(msg, context, call_next, request)
                 t1 = time.perf_counter()
@@ -91,8 +127,10 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
                 t2 = time.perf_counter()
                 state, reply = client.mask(state, request, encoded)
                 reply.update(t_train=t1 - t0, t_encode=t2 - t1)
+            elif stage == "consist":
+                state, reply = client.consist(state, request, identity)
             elif stage == "unmask":
-                state, reply = client.unmask(state, request)
+                state, reply = client.unmask(state, request, identity)
             else:
                 raise ValueError(f"unknown SecAgg stage {stage!r}")
     except ValueError as err:
@@ -107,3 +145,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
         content[CLEAR] = MetricRecord(clear)
     content[RECORD] = ConfigRecord(reply)
     return Message(content, reply_to=msg)
+
+
+secagg_mod: Mod = make_secagg_mod(require_secagg=True)
+"""The fail-closed mod: every TRAIN message must be a well-formed ssl-fed SecAgg stage."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = "ssl-fed-secagg+/1"
+PROTOCOL_VERSION = "ssl-fed-secagg+/2"
 WORD_BITS = (16, 32, 64)
 MAX_VALUE_BITS_AUTO = 24
 
@@ -55,6 +55,10 @@ class SecAggConfig:
         (:attr:`~ssl_fed.secagg.result.AggregateResult.clear`). Only for scalars that may leave a
         site individually (e.g. a guard-checked whitelist of mean losses and ε spent); default off,
         so nothing but the masked vector leaves.
+    fixed_weight : int | None
+        If set, every site's weight must equal it, and the server rejects a round whose decoded
+        total weight is not ``fixed_weight`` times the number of survivors (a forged weight word).
+        ``None``: any total in ``(0, survivors * max_weight]`` is accepted.
     """
 
     clip_range: float = 8.0
@@ -68,6 +72,7 @@ class SecAggConfig:
     array_key: str = "arrays"
     weight_key: str = "num-examples"
     clear_metrics: bool = False
+    fixed_weight: int | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip_range) and self.clip_range > 0):
@@ -76,6 +81,11 @@ class SecAggConfig:
             raise ValueError(f"max_weight must be >= 1, got {self.max_weight}")
         if self.value_bits is not None and not 2 <= self.value_bits <= 52:
             raise ValueError(f"value_bits must be in [2, 52] or None (auto), got {self.value_bits}")
+        if self.fixed_weight is not None and not 0 < self.fixed_weight <= self.max_weight:
+            raise ValueError(
+                f"fixed_weight must be in [1, max_weight={self.max_weight}], "
+                f"got {self.fixed_weight}"
+            )
         if self.stage_timeout <= 0 or self.train_timeout <= 0:
             raise ValueError("stage_timeout and train_timeout must be positive seconds")
 

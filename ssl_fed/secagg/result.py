@@ -31,6 +31,9 @@ class AggregateResult:
         Seconds per stage (server wall time) and per cost category (server and summed site time).
     clear : dict[int, dict[str, float]]
         Per survivor, the scalars it sent in the clear (only with ``SecAggConfig.clear_metrics``).
+    clipped : int
+        Coordinates clipped at the quantizer, summed over the survivors (each site's count travels
+        masked, so only this total is revealed).
     """
 
     arrays: dict[str, NDArray[np.float64]]
@@ -41,11 +44,15 @@ class AggregateResult:
     error_bound: float
     timings: dict[str, float] = field(default_factory=dict)
     clear: dict[int, dict[str, float]] = field(default_factory=dict)
+    clipped: int = 0
 
 
 @dataclass
 class Skipped:
     """The round produced no aggregate; the caller keeps the model unchanged and counts the skip.
+
+    ``stage`` is the protocol stage that ended the round, or ``"check"`` when the unmasked sum
+    failed the server's consistency checks (:func:`ssl_fed.secagg.quantize.check_sum`).
 
     ``survivors`` are the sites still in the round when it stopped; ``clear`` holds the clear
     scalars (``SecAggConfig.clear_metrics``) of those that reached the masked-input stage.

@@ -12,14 +12,13 @@ masked vectors (uniform on ``Z_{2^b}`` without the seeds), and for each survivor
 (which removes only the self-mask: pairwise masks with surviving neighbours stay) or for each
 dropped site its mask key ``s_j^SK`` (which removes only masks towards survivors of a dropped
 input). It never requests both secrets of one site, and sites refuse to reveal both (client.py).
-Hence it learns ``Σ w_i x_i`` and ``Σ w_i`` over the survivors only (paper Thm. 3.6,
-honest-but-curious server; an actively malicious server needs the paper's §5 consistency checks,
-which are not implemented).
+Hence it learns ``Σ w_i x_i`` and ``Σ w_i`` over the survivors only (paper Thm. 3.6). Against a
+*deviating* server, sites with a signing identity also verify signed keys and a consistency round
+(:mod:`ssl_fed.secagg.identity`). The clip count (one more masked word) is revealed as a total.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import time
 from collections.abc import Callable
@@ -31,10 +30,10 @@ from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
 from ssl_fed.secagg.params import SecAggConfig, resolve_round
-from ssl_fed.secagg.prg import derive_info, keystream_words
-from ssl_fed.secagg.quantize import decode_mean, quantization_bound
+from ssl_fed.secagg.quantize import check_sum, decode_mean, quantization_bound
 from ssl_fed.secagg.result import AggregateResult, Skipped
 from ssl_fed.secagg.setup import ArraySpec, RoundSetup
+from ssl_fed.secagg.unmask import rebuild_secret, unmasked_sum
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -46,7 +45,6 @@ from ssl_fed.secagg.wire import (
     ids_to_bytes,
 )
 
-MAX_SUBSETS = 64
 SITE_TIMINGS = ("t_shamir", "t_encrypt", "t_mask", "t_train", "t_serialize", "t_encode")
 
 
@@ -69,12 +67,15 @@ class SecAggServer:
             spec,
         )
         self.nbrs = self.setup.neighbours()
+        self.fixed_weight = cfg.fixed_weight
         self.rejected: dict[int, str] = {}
         self.keys: dict[int, tuple[bytes, bytes, bytes]] = {}
         self.live: dict[int, list[int]] = {}
         self.cts: dict[int, dict[int, bytes]] = {}
         self.forwarded: dict[int, list[int]] = {}
         self.masked: dict[int, NDArray[np.unsignedinteger]] = {}
+        self.signed: dict[int, tuple[bytes, bytes]] = {}
+        self.consist: dict[int, bytes] = {}
         self.b_shares: dict[int, dict[int, bytes]] = {}
         self.s_shares: dict[int, dict[int, bytes]] = {}
         self.timings: dict[str, float] = {}
@@ -106,13 +107,8 @@ class SecAggServer:
     def _skip_if_few(self, alive: list[int], stage: str) -> Skipped | None:
         if len(alive) >= self.setup.shape.min_survivors:
             return None
-        return Skipped(
-            f"{len(alive)} sites left after {stage}, need {self.setup.shape.min_survivors}",
-            stage,
-            alive,
-            dict(self.rejected),
-            dict(self.timings),
-        )
+        need = self.setup.shape.min_survivors
+        return self._fail(f"{len(alive)} sites left after {stage}, need {need}", alive, stage)
 
     def advertise_requests(self) -> dict[int, Payload]:
         """Stage 1 requests: the round setup, to every sampled site."""
@@ -127,7 +123,9 @@ class SecAggServer:
             keys.agree(os.urandom(32), pk_c), keys.agree(os.urandom(32), pk_s)
             if pk_c == pk_s or any({pk_c, pk_s} & {k[0], k[1]} for k in self.keys.values()):
                 raise ProtocolError("public key reused from another site or role")
+            signed = (get_bytes(p, "signer"), get_bytes(p, "sig"))
             self.keys[nid] = (pk_c, pk_s, get_bytes(p, "commit", 32))
+            self.signed[nid] = signed
 
         self._accept(replies, set(self.setup.node_ids), "advertise", handle)
         alive = set(self.keys)
@@ -148,6 +146,9 @@ class SecAggServer:
                 ids=ids_to_bytes(ids),
                 pk_c=[self.keys[j][0] for j in ids],
                 pk_s=[self.keys[j][1] for j in ids],
+                commits=[self.keys[j][2] for j in ids],
+                signers=[self.signed[j][0] for j in ids],
+                sigs=[self.signed[j][1] for j in ids],
             )
             out[i] = p
         return out
@@ -177,7 +178,7 @@ class SecAggServer:
 
     def accept_masked(self, replies: dict[int, Payload]) -> Skipped | None:
         """Record masked vectors of the exact dtype and length."""
-        want = (self.setup.dim + 1,)
+        want = (self.setup.length,)
 
         def handle(nid: int, p: Payload) -> None:
             y = p.get("masked")
@@ -190,16 +191,42 @@ class SecAggServer:
         self._accept(replies, set(self.forwarded), "collect", handle)
         return self._skip_if_few(sorted(self.masked), "collect")
 
-    def unmask_requests(self) -> dict[int, Payload]:
-        """Stage 4 requests, to survivors only: which neighbours survived and which dropped."""
+    def consist_requests(self) -> dict[int, Payload]:
+        """Consistency stage: show every survivor the survivor set ``U3`` (one set for all)."""
+        u3 = ids_to_bytes(sorted(self.masked))
         out = {}
         for i in self.masked:
+            p = header("consist", self.setup.round_id)
+            p["survivor_set"] = u3
+            out[i] = p
+        return out
+
+    def accept_consist(self, replies: dict[int, Payload]) -> Skipped | None:
+        """Record each survivor's signature on ``U3`` (sites check them; the server forwards)."""
+
+        def handle(nid: int, p: Payload) -> None:
+            self.consist[nid] = get_bytes(p, "sig")
+
+        self._accept(replies, set(self.masked), "consist", handle)
+        return self._skip_if_few(sorted(self.consist), "consist")
+
+    def unmask_requests(self) -> dict[int, Payload]:
+        """Stage 4 requests, to signers of ``U3``: the set, its signatures, who survived/dropped."""
+        u4 = sorted(self.consist)
+        shared = {
+            "survivor_set": ids_to_bytes(sorted(self.masked)),
+            "signed_ids": ids_to_bytes(u4),
+            "signers": [self.signed[j][0] for j in u4],
+            "sigs": [self.consist[j] for j in u4],
+        }
+        out = {}
+        for i in u4:
             p = header("unmask", self.setup.round_id)
             near = self.forwarded[i]
             p.update(
                 survivors=ids_to_bytes([j for j in near if j in self.masked]),
                 dropped=ids_to_bytes([j for j in near if j not in self.masked]),
-                num_survivors=len(self.masked),
+                **shared,
             )
             out[i] = p
         return out
@@ -222,86 +249,58 @@ class SecAggServer:
             for store, owner, sh in got:
                 store.setdefault(owner, {})[nid] = sh
 
-        self._accept(replies, set(self.masked), "unmask", handle)
+        self._accept(replies, set(self.consist), "unmask", handle)
 
-    def _rebuild(self, shares: dict[int, bytes], check: Callable[[bytes], bool]) -> bytes | None:
-        holders = sorted(shares)
-        for combo in itertools.islice(
-            itertools.combinations(holders, self.setup.shape.t), MAX_SUBSETS
-        ):
-            try:
-                secret = keys.combine_secret([shares[h] for h in combo])
-            except ValueError:
-                continue
-            if len(secret) == 32 and check(secret):
-                return secret
-        return None
+    def _secrets(self, alive: list[int]) -> tuple[dict[int, bytes], dict[int, bytes]] | str:
+        """Rebuild survivors' self-mask seeds and dropped sites' mask keys, or say which fails."""
+        gone = [
+            j for j in self.cts if j not in alive and any(j in self.forwarded[i] for i in alive)
+        ]
+        t = self.setup.shape.t
+        ok: list[tuple[int, dict[int, dict[int, bytes]], Callable[[int, bytes], bool], str]]
+        ok = [(i, self.b_shares, self._seed_ok, "self-mask seed") for i in alive]
+        ok += [(j, self.s_shares, self._key_ok, "mask key") for j in gone]
+        found: dict[int, bytes] = {}
+        for node, shares, check, what in ok:
+            got = rebuild_secret(shares.get(node, {}), t, partial(check, node))
+            if got is None:
+                return f"cannot rebuild {what} of site {node}"
+            found[node] = got
+        return {i: found[i] for i in alive}, {j: found[j] for j in gone}
 
     def finish(self) -> AggregateResult | Skipped:
-        """Rebuild the secrets, strip all masks from the sum of survivors' inputs, decode."""
-        s, rid = self.setup, self.setup.round_id
-        alive = sorted(self.masked)
-        gone = [
-            j
-            for j in self.cts
-            if j not in self.masked and any(j in self.forwarded[i] for i in alive)
-        ]
+        """Rebuild the secrets, strip all masks from the survivors' sum, check it, decode.
+
+        A sum that fails :func:`~ssl_fed.secagg.quantize.check_sum` (a coordinate of the mean
+        outside ``[-c, c]``, a total weight other than the survivors', an impossible clip count)
+        or decodes to a non-finite value ends the round as ``Skipped(stage="check")``.
+        """
+        s, alive = self.setup, sorted(self.masked)
         t0 = time.perf_counter()
-        seeds: dict[int, bytes] = {}
-        for i in alive:
-            got = self._rebuild(
-                self.b_shares.get(i, {}),
-                partial(self._seed_ok, i),
-            )
-            if got is None:
-                return self._fail(f"cannot rebuild self-mask seed of site {i}", alive)
-            seeds[i] = got
-        sks: dict[int, bytes] = {}
-        for j in gone:
-            got = self._rebuild(
-                self.s_shares.get(j, {}),
-                partial(self._key_ok, j),
-            )
-            if got is None:
-                return self._fail(f"cannot rebuild mask key of dropped site {j}", alive)
-            sks[j] = got
+        secrets = self._secrets(alive)
+        if isinstance(secrets, str):
+            return self._fail(secrets, alive)
         t1 = time.perf_counter()
-        total = np.zeros(s.dim + 1, dtype=s.dtype)
-        for i in alive:
-            total += self.masked[i]
-            total -= keystream_words(seeds[i], derive_info(rid, "self-mask", i), s.dim + 1, s.dtype)
-        for j, sk in sks.items():
-            for i in alive:
-                if j not in self.forwarded[i]:
-                    continue
-                shared = keys.agree(sk, self.keys[i][1])
-                m = keystream_words(
-                    shared, derive_info(rid, "pair-mask", min(i, j), max(i, j)), s.dim + 1, s.dtype
-                )
-                if i < j:
-                    total -= m
-                else:
-                    total += m
-        t2 = time.perf_counter()
+        masked = {i: self.masked[i] for i in alive}
+        public_s = {i: self.keys[i][1] for i in alive}
+        total = unmasked_sum(s, masked, *secrets, self.forwarded, public_s)
         self._add_time("server.shamir", t1 - t0)
-        self._add_time("server.mask", t2 - t1)
-        try:
-            mean, weight = decode_mean(total, s.clip_range, s.shape.value_bits)
-        except ValueError as err:
-            return self._fail(str(err), alive)
-        arrays, pos = {}, 0
-        for name, shape in s.spec:
-            size = int(np.prod(shape, dtype=np.int64))
-            arrays[name] = mean[pos : pos + size].reshape(shape)
-            pos += size
+        self._add_time("server.mask", time.perf_counter() - t1)
+        bad = check_sum(total, s.shape.value_bits, len(alive), s.max_weight, self.fixed_weight)
+        if bad is not None:
+            return self._fail(f"rejected aggregate: {bad}", alive, "check")
+        mean, weight, clipped = decode_mean(total, s.clip_range, s.shape.value_bits)
+        if not np.all(np.isfinite(mean)):
+            return self._fail("rejected aggregate: non-finite mean", alive, "check")
         return AggregateResult(
-            arrays,
+            s.split(mean),
             weight,
             alive,
             sorted(set(s.node_ids) - set(alive)),
             dict(self.rejected),
             quantization_bound(s.clip_range, s.shape.value_bits),
             dict(self.timings),
+            clipped=clipped,
         )
 
     def _seed_ok(self, node: int, seed: bytes) -> bool:
@@ -310,8 +309,8 @@ class SecAggServer:
     def _key_ok(self, node: int, sk: bytes) -> bool:
         return keys.public_from_secret(sk) == self.keys[node][1]
 
-    def _fail(self, reason: str, alive: list[int]) -> Skipped:
-        return Skipped(reason, "unmask", alive, dict(self.rejected), dict(self.timings))
+    def _fail(self, reason: str, alive: list[int], stage: str = "unmask") -> Skipped:
+        return Skipped(reason, stage, alive, dict(self.rejected), dict(self.timings))
 
     def summary(self) -> dict[str, Any]:
         """Sizes of the participant sets U1..U3 (for logs)."""

@@ -6,6 +6,7 @@ set; here it travels with the request to advertise keys, saving one round trip.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from numpy.typing import NDArray
 
 from ssl_fed.secagg.graph import build_neighbours
 from ssl_fed.secagg.params import RoundShape
-from ssl_fed.secagg.quantize import UINT_DTYPES, encode_weighted
+from ssl_fed.secagg.quantize import EXTRA_WORDS, UINT_DTYPES, encode_weighted
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -44,10 +45,22 @@ class RoundSetup:
     graph_seed: bytes
     spec: ArraySpec
 
+    def __post_init__(self) -> None:
+        if self.shape.n * self.dim >= 2**self.shape.word_bits:
+            raise ProtocolError(
+                f"{self.shape.n} sites x {self.dim} values would overflow the clip-count word "
+                f"({self.shape.word_bits} bits); set a larger value_bits (64-bit words)"
+            )
+
     @property
     def dim(self) -> int:
-        """Number of float values aggregated (the masked vector has one more word: the weight)."""
+        """Number of float values aggregated (the masked vector adds the clip count and weight)."""
         return sum(math.prod(s) for _, s in self.spec)
+
+    @property
+    def length(self) -> int:
+        """Words in a masked vector: ``dim`` values, the clip count and the weight."""
+        return self.dim + EXTRA_WORDS
 
     @property
     def dtype(self) -> type[np.unsignedinteger[Any]]:
@@ -82,6 +95,19 @@ class RoundSetup:
         return encode_weighted(
             flat, int(weight), self.clip_range, self.shape.value_bits, self.shape.word_bits
         )
+
+    def split(self, flat: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+        """Cut a decoded flat vector back into the spec's named arrays."""
+        out, pos = {}, 0
+        for name, shape in self.spec:
+            size = math.prod(shape)
+            out[name] = flat[pos : pos + size].reshape(shape)
+            pos += size
+        return out
+
+    def digest(self) -> bytes:
+        """SHA-256 of the whole setup: what every signature of the round is bound to."""
+        return hashlib.sha256(repr(sorted(self.to_payload().items())).encode()).digest()
 
     def neighbours(self) -> dict[int, list[int]]:
         """Rebuild the seeded k-regular neighbour graph (identical at every site)."""

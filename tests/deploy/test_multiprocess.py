@@ -1,5 +1,8 @@
 """A real deployment on 127.0.0.1: TLS + node auth SuperLink, 3 site daemons, DP + SecAgg+.
 
+The operator enrolls and submits through the SuperLink's loopback control port; sites (and the
+rogue) connect to the public Fleet-only gateway port.
+
 One run of 2 rounds. Site 2 is killed (SIGKILL, whole process group) during round 2, after its
 ledger charged the round, i.e. mid-SecAgg+: the round must still finish from the 2 survivors.
 """
@@ -42,7 +45,7 @@ RUN = [
     "aggregation=flower-secaggplus",
     "aggregation.num_shares=3",
     "aggregation.reconstruction_threshold=2",
-    "aggregation.timeout=20",
+    "aggregation.timeout=60",  # masked-input stage incl. training; 20 s timed out at load 17
     "aggregation.query_timeout=30",
 ]
 
@@ -75,8 +78,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     rogue_key, _ = site_keygen(tmp_path / "keys", "rogue")
     folders = write_digit_sites(tmp_path / "data", NUM_SITES)
     env = deploy_env(tmp_path / "flwr-cli")
-    port = free_port()
-    link = f"127.0.0.1:{port}"
+    port, control = free_port(), free_port()
+    link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
     states = [tmp_path / f"state_{i}" for i in range(NUM_SITES)]
     out = tmp_path / "server-run"
@@ -84,32 +87,82 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     with processes(tmp_path / "logs") as procs:
         procs.start(
             "superlink",
-            [ssl_fed, "server", "start", "--state-dir", str(tmp_path / "link"),
-             "--host", "127.0.0.1", "--port", str(port), "--pki", str(tmp_path / "pki")],
+            [
+                ssl_fed,
+                "server",
+                "start",
+                "--state-dir",
+                str(tmp_path / "link"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--control-port",
+                str(control),
+                "--pki",
+                str(tmp_path / "pki"),
+            ],
             env,
         )
         wait_for_port(port)
+        wait_for_port(control)
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
-                [ssl_fed, "server", "enroll", str(public), "--superlink", link,
-                 "--ca", str(pki.ca_cert)],
+                [
+                    ssl_fed,
+                    "server",
+                    "enroll",
+                    str(public),
+                    "--superlink",
+                    operator,
+                    "--ca",
+                    str(pki.ca_cert),
+                ],
                 env,
             )
             assert enroll.wait(timeout=60) == 0, procs.log(f"enroll{i}")
         for i, ((private, _), folder) in enumerate(zip(keys, folders, strict=True)):
             procs.start(
                 f"site{i}",
-                [ssl_fed, "site", "start", "--data", str(folder), "--state-dir", str(states[i]),
-                 "--superlink", link, "--ca", str(pki.ca_cert), "--key", str(private),
-                 "--epsilon-budget", "8", "--port", str(free_port()), "--site-id", str(i)],
+                [
+                    ssl_fed,
+                    "site",
+                    "start",
+                    "--data",
+                    str(folder),
+                    "--state-dir",
+                    str(states[i]),
+                    "--superlink",
+                    link,
+                    "--ca",
+                    str(pki.ca_cert),
+                    "--key",
+                    str(private),
+                    "--epsilon-budget",
+                    "8",
+                    "--port",
+                    str(free_port()),
+                    "--site-id",
+                    str(i),
+                ],
                 env,
             )
         rogue = procs.start(
             "rogue",
-            [str(BIN / "flower-supernode"), "--superlink", link, "--root-certificates",
-             str(pki.ca_cert), "--auth-supernode-private-key", str(rogue_key),
-             "--port", str(free_port()), "--node-config", 'data-path="/x" state-dir="/y"'],
+            [
+                str(BIN / "flower-supernode"),
+                "--superlink",
+                link,
+                "--root-certificates",
+                str(pki.ca_cert),
+                "--auth-supernode-private-key",
+                str(rogue_key),
+                "--port",
+                str(free_port()),
+                "--node-config",
+                'data-path="/x" state-dir="/y"',
+            ],
             env,
         )
 
@@ -135,11 +188,11 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
         killer.start()
         run = procs.start(
             "run",
-            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", link, "--ca", str(pki.ca_cert)],
+            [ssl_fed, "run", *RUN, f"out={out}", "--superlink", operator, "--ca", str(pki.ca_cert)],
             env,
         )
         try:
-            code = run.wait(timeout=240)
+            code = run.wait(timeout=480)  # a loaded 2-core machine: ~20 s per SecAgg stage
         finally:
             done.set()
 

@@ -109,6 +109,10 @@ def _manual_round(
     for i, p in server.collect_requests().items():
         states[i], masked[i] = client.mask(states[i], p, server.setup.encode(*inputs[i]))
     server.accept_masked(masked)
+    reps = {}
+    for i, p in server.consist_requests().items():
+        states[i], reps[i] = client.consist(states[i], p)
+    server.accept_consist(reps)
     return server, states, masked
 
 
@@ -125,7 +129,7 @@ def test_removing_self_mask_still_leaves_pairwise_masks() -> None:
     # Execute: the server strips 303's self-mask with its reconstructed seed.
     s = server.setup
     y = masked[i]["masked"] - keystream_words(
-        seed, derive_info(s.round_id, "self-mask", i), s.dim + 1, s.dtype
+        seed, derive_info(s.round_id, "self-mask", i), s.length, s.dtype
     )
     # Assert: the seed is right (commitment), yet y is still far from 303's input.
     assert keys.commit_seed(s.round_id, i, seed) == server.keys[i][2]
@@ -137,9 +141,9 @@ def test_site_never_reveals_both_secrets_or_answers_twice() -> None:
     server, states, _ = _manual_round(site_inputs(IDS5))
     req = server.unmask_requests()[101]
     bad = dict(req, dropped=req["survivors"][:8])
-    with pytest.raises(ProtocolError, match="both"):
+    with pytest.raises(ProtocolError, match="disagree"):
         client.unmask(client.ClientState.from_bytes(states[101].to_bytes()), bad)
-    few = dict(req, num_survivors=2)
+    few = dict(req, signed_ids=req["signed_ids"][:16], signers=[b"", b""], sigs=[b"", b""])
     with pytest.raises(ProtocolError, match="fewer"):
         client.unmask(client.ClientState.from_bytes(states[101].to_bytes()), few)
     st, _ = client.unmask(states[101], req)
