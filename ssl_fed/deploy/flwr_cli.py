@@ -150,7 +150,9 @@ def stage_app(project: Path, overrides: list[str], dest: Path) -> Path:
     }
     groups = {k: v for k, v in (o.partition("=")[::2] for o in overrides) if "." not in k}
     app_cfg["config"] = {k: flat[k] for k in sorted(keys) if k in flat} | {
-        k: v for k, v in groups.items() if k not in flat  # config-group choices, e.g. aggregation
+        k: v
+        for k, v in groups.items()
+        if k not in flat  # config-group choices, e.g. aggregation
     }
     data["tool"]["flwr"].pop("federations", None)
     dest.mkdir(parents=True, exist_ok=True)
