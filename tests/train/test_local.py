@@ -49,7 +49,7 @@ def test_the_entry_is_on_disk_before_training_runs(tmp_path):
     ledger = PrivacyLedger(tmp_path, budget=8.0, delta=1e-5)
     task = float_task("rotation")
 
-    def boom(images):
+    def boom(images, draws=None):
         raise RuntimeError("crash in the middle of training")
 
     task.make_views = boom
