@@ -121,6 +121,7 @@ class EvalConfig:
     knn_k: int = 5
     seed: int = 0
     every: int = 1
+    public_path: str | None = None
 
 
 @dataclass

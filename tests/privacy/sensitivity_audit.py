@@ -22,7 +22,9 @@ from ssl_fed.train import local
 from tests.helpers import tiny_task
 
 
-def audit_config(task: str, batch: int, public_size: int, c: float, multiplicity: int) -> RootConfig:
+def audit_config(
+    task: str, batch: int, public_size: int, c: float, multiplicity: int
+) -> RootConfig:
     """σ fixed, C small enough that every unit is clipped, lr 0, one epoch."""
     cfg = RootConfig()
     cfg.task = replace(cfg.task, name=task, multiplicity=multiplicity, group_size=2)

@@ -30,7 +30,7 @@ CASES = [
     ("joint", 2.0, 16, 1),
     ("joint", 2.0, 4, 3),
 ]
-"""(task, sensitivity in C, batch size, steps): batch 16 over public size 12 is q = 1, 4 is q = 1/3."""
+"""(task, sensitivity in C, batch, steps): over public size 12, batch 16 is q = 1, 4 is q = 1/3."""
 
 
 def neighbour_changes(monkeypatch, tmp_path, task, batch, removed, keys):
