@@ -41,7 +41,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from server.strategy import RoundRecord
-from ssl_fed.config import RootConfig, epsilon_budget
+from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.fed import arrays as fa
@@ -106,7 +106,10 @@ class RunTracker:
         self.splits = load_probe_splits(cfg, self.evaluation)
         self.channels = self.splits.train.channels if self.splits else cfg.data.channels
         if self.channels is None:
-            raise ValueError("set data.channels (1 or 3): the server has no data to read it from")
+            raise ConfigError(
+                "data.channels is null, and a deployed server reads no site data to find it: "
+                "set data.channels=1 or 3 (the sites' image channels)"
+            )
         self.model = build_model(cfg.encoder, self.channels)
         self.started = time.time()
         self.report: dict[str, Any] = {}

@@ -51,6 +51,7 @@ def neighbour_changes(monkeypatch, tmp_path, task, batch, removed, keys):
     return full, changes
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("task", "bound", "batch", "steps"), CASES)
 def test_one_image_moves_each_released_sum_of_train_local_by_at_most_its_sensitivity(
     monkeypatch, tmp_path, task, bound, batch, steps
