@@ -59,8 +59,10 @@ def test_metrics_json(run: dict[str, Any]) -> None:
     assert 0 < m["epsilon_max"] <= 8.0 + 1e-6
     assert set(m["linear_probe"]) == {"1", "5"}
     assert m["evaluation"]["kind"] == "pooled-benchmark"
-    assert all(h["losses"] == {} and set(h["site_local_losses"]) == {"rotation", "contrastive"}
-               for h in m["history"])
+    assert all(
+        h["losses"] == {} and set(h["site_local_losses"]) == {"rotation", "contrastive"}
+        for h in m["history"]
+    )
     assert [h["completed"] for h in m["history"]] == [[0, 1, 2], [0, 1, 2]]
     assert (run["out"] / "config.yaml").is_file()
 
