@@ -92,3 +92,20 @@ def test_a_run_with_one_applied_round_passes_the_check(tmp_path):
         {"round": 2, "completed": [1, 2], "declined": [0], "dropped": [], "skipped": None},
     ]
     check_some_round_completed({"history": history}, tmp_path / "metrics.json")
+
+
+@pytest.mark.slow
+def test_a_real_simulation_whose_sites_all_decline_fails_with_the_reason(tmp_path):
+    # Prepare: σ fixed so low that one training costs more than every site's budget
+    from simulations.run import NoRoundCompletedError, run_federation
+    from ssl_fed.config import load_config
+    from tests.integration.conftest import TINY
+
+    overrides = ["sim.num_sites=3", "sim.rounds=1", "privacy.noise_multiplier=0.3"]
+    cfg = load_config([*TINY, f"out={tmp_path}", *overrides, "privacy.target_epsilon=0.1"])
+
+    # Execute / Assert: the run is an error, and metrics.json records why
+    with pytest.raises(NoRoundCompletedError, match="completed no round"):
+        run_federation(cfg)
+    history = json.loads((tmp_path / "metrics.json").read_text())["history"]
+    assert all(h["completed"] == [] for h in history)
