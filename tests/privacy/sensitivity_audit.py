@@ -23,7 +23,7 @@ from tests.helpers import tiny_task
 
 
 def audit_config(
-    task: str, batch: int, public_size: int, c: float, multiplicity: int
+    task: str, batch: int, public_size: int, c: float, multiplicity: int, method: str = "vmap"
 ) -> RootConfig:
     """σ fixed, C small enough that every unit is clipped, lr 0, one epoch."""
     cfg = RootConfig()
@@ -33,7 +33,12 @@ def audit_config(
         cfg.train, batch_size=batch, local_epochs=1, lr=0.0, optimizer="sgd", progress=False
     )
     cfg.privacy = replace(
-        cfg.privacy, noise_multiplier=1.0, max_grad_norm=c, epsilon_budget=1e9, target_epsilon=1e9
+        cfg.privacy,
+        noise_multiplier=1.0,
+        max_grad_norm=c,
+        epsilon_budget=1e9,
+        target_epsilon=1e9,
+        grad_method=method,
     )
     return cfg
 

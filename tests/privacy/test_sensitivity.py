@@ -33,9 +33,9 @@ CASES = [
 """(task, sensitivity in C, batch, steps): over public size 12, batch 16 is q = 1, 4 is q = 1/3."""
 
 
-def neighbour_changes(monkeypatch, tmp_path, task, batch, removed, keys):
+def neighbour_changes(monkeypatch, tmp_path, task, batch, removed, keys, method="vmap"):
     """Worst per-step ‖ΔS‖ over keys, for D minus each of ``removed`` and D plus one image."""
-    cfg = audit_config(task, batch, public_size=12, c=C, multiplicity=2)
+    cfg = audit_config(task, batch, public_size=12, c=C, multiplicity=2, method=method)
     base, extra = images(12, seed=1), images(1, seed=2)
     changes = []
     for k, key in enumerate(keys):
@@ -183,3 +183,11 @@ def test_naive_full_batch_nt_xent_exceeds_c_on_near_duplicates():
 
     # Assert: the accountant would assume C; the true change is larger
     assert worst > 1.5 * c
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [16, 4])
+def test_the_sensitivity_holds_with_the_hook_based_per_unit_gradients(monkeypatch, tmp_path, batch):
+    keys = [b"h" * 32]
+    _, changes = neighbour_changes(monkeypatch, tmp_path, "joint", batch, [2, 9], keys, "hooks")
+    assert max(changes) <= 2.0 * C * (1 + 1e-3)
