@@ -3,11 +3,18 @@
 Everything here runs at the site. The only things handed back to the ClientApp for sending are the
 update arrays (deltas of the federated weights) and whitelisted scalars; the ClientApp's guard
 checks them again before SecAgg+ masks them.
+
+The training losses are unclipped, un-noised means over private images, so they never leave:
+each round appends them to ``<state-dir>/site_metrics.jsonl`` (:data:`SITE_METRICS_FILE`), the
+site's own record. ε and ε-remaining leave only when the site's sampling rate comes from a public
+size (:func:`declared_size`), because q = B/n with the exact n makes them functions of n.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,8 @@ from ssl_fed.tasks import build_task
 log = logging.getLogger("ssl_fed.client")
 
 HEADS_RECORD = "local-heads"
+SITE_METRICS_FILE = "site_metrics.jsonl"
+"""Per-round site-local record (losses, steps, ε) under the site's state directory."""
 _SPLITS: dict[str, Any] = {}
 
 
@@ -41,6 +50,7 @@ class SiteInfo:
     num_partitions: int | None
     epsilon_budget: float | None = None
     data_format: str = "folder"
+    public_size: int | None = None
 
 
 def _node_budget(node_config: dict[str, Any]) -> float | None:
@@ -52,17 +62,47 @@ def _node_budget(node_config: dict[str, Any]) -> float | None:
     return value
 
 
+def _node_public_size(node_config: dict[str, Any]) -> int | None:
+    if "public-size" not in node_config:
+        return None
+    value = int(node_config["public-size"])
+    if value < 1:
+        raise ConfigError(f"node config public-size={value}: declare the site's size (>= 1)")
+    return value
+
+
+def declared_size(n: int) -> int:
+    """Return the simulation operator's public size for a partition of ``n`` images.
+
+    Keeps the top 3 bits of n (rounds down to a multiple of ``2^(floor(log2 n) - 2)``), so the
+    declared size is within 25 % of n (n = 125 -> 112) and one image more or less rarely
+    changes it; in a simulation the partition plan is the operator's own, hence public.
+    """
+    step = 2 ** max(0, int(math.log2(n)) - 2) if n >= 1 else 1
+    return max(1, (n // step) * step)
+
+
 def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
     """Read the site's node config.
 
     Simulation: ``partition-id``/``num-partitions`` (state dir ``<out>/sites/site_<id>`` unless
-    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id``.
+    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id`` and
+    ``public-size`` (the operator's declared size; ``data.public_size`` of the run config
+    otherwise, else the exact n is used and ε is not reported).
     """
     if "partition-id" in node_config:
         pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
         default_dir = Path(cfg.out) / "sites" / f"site_{pid}"
         state = Path(str(node_config.get("state-dir", default_dir)))
-        return SiteInfo(pid, state, None, pid, num, _node_budget(node_config))
+        return SiteInfo(
+            pid,
+            state,
+            None,
+            pid,
+            num,
+            _node_budget(node_config),
+            public_size=_node_public_size(node_config),
+        )
     if "data-path" not in node_config or "state-dir" not in node_config:
         raise ConfigError(
             'a deployed site needs --node-config \'data-path="DIR" state-dir="DIR"\' '
@@ -81,17 +121,25 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         None,
         _node_budget(node_config),
         fmt,
+        _node_public_size(node_config),
     )
 
 
 def site_config(cfg: RootConfig, info: SiteInfo) -> RootConfig:
-    """Apply the site's own ε budget (node config ``epsilon-budget``) over the run config's.
+    """Apply the site's own ε budget and public size (node config) over the run config's.
 
     The site, not the server, owns the budget (DESIGN §1): the ledger refuses training past the
     node's budget whatever the server asks, and σ is calibrated for at most that budget
     (``target_epsilon = min(run target, site budget)``), so a server asking for a larger ε gets
     a site that trains within its own limit instead of one that declines after one round.
+    The public size is the node's ``public-size`` when set; in a simulation without a declared
+    ``data.public_size`` it is :func:`declared_size` of the partition (the operator's plan).
     """
+    if info.public_size is not None:
+        cfg = replace(cfg, data=replace(cfg.data, public_size=info.public_size))
+    elif info.partition_id is not None and cfg.data.public_size is None:
+        n = len(site_data(cfg, info))
+        cfg = replace(cfg, data=replace(cfg.data, public_size=declared_size(n)))
     if info.epsilon_budget is None:
         return cfg
     budget = info.epsilon_budget
@@ -108,7 +156,7 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
         if info.data_path is None
         else replace(cfg.data, name=info.data_format, path=info.data_path, test_path=None)
     )
-    key = repr(data_cfg)
+    key = repr(replace(data_cfg, public_size=None))
     if key not in _SPLITS:
         _SPLITS.clear()
         _SPLITS[key] = load_splits(data_cfg)
@@ -124,9 +172,8 @@ def declared_update(cfg: RootConfig, channels: int) -> tuple[list[fa.ArraySpec],
     from ssl_fed.fed.guard import allowed_fit_metrics
 
     model = build_model(cfg.encoder, channels)
-    task = build_task(model, cfg.task, cfg.data.augment, cfg.data.image_size, channels)
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
-    return specs, allowed_fit_metrics(task.term_names())
+    return specs, allowed_fit_metrics()
 
 
 def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
@@ -196,9 +243,20 @@ def train_round(
         context.state.array_records[HEADS_RECORD] = ArrayRecord(
             {k: v.detach().clone() for k, v in heads.items()}
         )
-    scalars = {f"loss-{k}": float(v) for k, v in result.losses.items()}
-    if ledger is not None:
+    record_round(info, run_id, round, result.losses, result.steps)
+    scalars: dict[str, float] = {}
+    if ledger is not None and result.size_is_public:
         scalars["epsilon"] = float(ledger.epsilon())
         scalars["epsilon-remaining"] = float(ledger.remaining())
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return delta, scalars
+
+
+def record_round(
+    info: SiteInfo, run_id: str, round: int, losses: dict[str, float], steps: int
+) -> None:
+    """Append the round's losses to the site-local ``site_metrics.jsonl`` (never sent)."""
+    info.state_dir.mkdir(parents=True, exist_ok=True)
+    line = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    with (info.state_dir / SITE_METRICS_FILE).open("a") as f:
+        f.write(json.dumps(line) + "\n")

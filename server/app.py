@@ -30,8 +30,12 @@ from ssl_fed.train.job import init_summary, load_init
 log = logging.getLogger("ssl_fed.server")
 
 
-def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
-    """Run (or resume) the federation described by ``cfg`` on ``grid``."""
+def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = False) -> None:
+    """Run (or resume) the federation described by ``cfg`` on ``grid``.
+
+    ``pooled`` (simulations only) lets the tracker probe on the pooled site data as a labelled
+    benchmark outside the privacy guarantee; a server built from a run config never does.
+    """
     torch.manual_seed(cfg.sim.seed)
     tracker_cfg = cfg
     ckpt = load_checkpoint(cfg.out) if cfg.resume else None
@@ -43,11 +47,12 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
         )
     run_id = ckpt["run_id"] if ckpt else (cfg.run_id or uuid.uuid4().hex[:12])
     done = int(ckpt["round"]) if ckpt else 0
-    tracker = RunTracker(tracker_cfg, run_id, list(ckpt["history"]) if ckpt else [])
+    history = list(ckpt["history"]) if ckpt else []
+    tracker = RunTracker(tracker_cfg, run_id, history, pooled=pooled)
     model = tracker.model
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
     torch.manual_seed(cfg.sim.seed)
-    init = build_model(cfg.encoder, tracker.splits.train.channels)
+    init = build_model(cfg.encoder, tracker.channels)
     tracker.init_info = init_summary(cfg.init, load_init(init, cfg.init))
     if ckpt:
         arrays = [a.astype("float32") for a in ckpt["arrays"]]
@@ -67,15 +72,18 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig) -> None:
     tracker.close()
 
 
-def make_server_app(cfg: RootConfig | None = None) -> ServerApp:
-    """Build the ServerApp; ``cfg=None`` composes it from the run config (``flwr run``)."""
+def make_server_app(cfg: RootConfig | None = None, *, pooled: bool = False) -> ServerApp:
+    """Build the ServerApp; ``cfg=None`` composes it from the run config (``flwr run``).
+
+    ``pooled=True`` is for :mod:`simulations.run` alone (the server probes on the pooled site
+    data, labelled as a benchmark outside the guarantee); nothing in a run config can set it.
+    """
     app = ServerApp()
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_server(
-            grid, context, cfg if cfg is not None else from_run_config(dict(context.run_config))
-        )
+        run_cfg = cfg if cfg is not None else from_run_config(dict(context.run_config))
+        run_server(grid, context, run_cfg, pooled=pooled and cfg is not None)
 
     return app
 

@@ -9,6 +9,20 @@ sites charge); otherwise it uses the ε each site reported as a whitelisted scal
 A round that secure aggregation skips (too few survivors) keeps the model unchanged; its history
 entry carries ``skipped`` (the reason, else ``null``) and TensorBoard's ``secagg/skipped_rounds``
 counts the skipped rounds so far (continued across a resume).
+
+Evaluation (``metrics.json`` ``evaluation``, TensorBoard and the printed summary say which):
+
+* ``pooled-benchmark`` (simulations only, :mod:`simulations.run`): the linear probe and kNN run
+  at the server on the pooled labelled dataset whose training split *is* the sites' training
+  images. It is a benchmark of the simulation, outside the privacy guarantee (no ε covers the
+  server reading every site's images); its tags live under ``benchmark_pooled_outside_dp/``.
+* ``public``: a deployed server probes only on a labelled test set the operator provides
+  (``eval.public_path``, npz or folder, split by ``data.test_fraction``); tags ``probe_public/``.
+* ``none``: a deployed server without ``eval.public_path`` does not probe at all.
+
+Site-local losses: the losses never leave a site (:mod:`client.site`); in a simulation, whose
+operator owns every site, the tracker reads each site's ``site_metrics.jsonl`` and logs them
+under ``site_local/loss/...``, labelled as such.
 """
 
 from __future__ import annotations
@@ -17,7 +31,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +41,8 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from server.strategy import RoundRecord
-from ssl_fed.config import RootConfig, epsilon_budget
-from ssl_fed.data import load_splits
+from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
+from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.secagg import quantization_bound, secure_label
@@ -38,6 +52,37 @@ from ssl_fed.train.job import write_atomic
 
 log = logging.getLogger("ssl_fed.server")
 CHECKPOINT = "checkpoints/last.pt"
+SITE_METRICS_FILE = "site_metrics.jsonl"
+"""The sites' local record of their losses (written by :func:`client.site.record_round`)."""
+
+EVALUATIONS = {
+    "pooled-benchmark": (
+        "benchmark_pooled_outside_dp",
+        "benchmark evaluation on the pooled labelled data of all simulated sites (their "
+        "training images), outside the privacy guarantee; simulation only",
+    ),
+    "public": ("probe_public", "linear probe and kNN on the operator's public labelled test set"),
+    "none": ("", "no server-side evaluation (deployed server without eval.public_path)"),
+}
+"""Evaluation kind -> (TensorBoard prefix, label for metrics.json and the printed output)."""
+
+
+def evaluation_kind(cfg: RootConfig, pooled: bool) -> str:
+    """Return ``pooled-benchmark`` (simulation), ``public`` (``eval.public_path``) or ``none``."""
+    if pooled:
+        return "pooled-benchmark"
+    return "public" if cfg.eval.public_path else "none"
+
+
+def load_probe_splits(cfg: RootConfig, kind: str) -> DataSplits | None:
+    """Return the labelled data the server probes on (never site data when deployed)."""
+    if kind == "pooled-benchmark":
+        return load_splits(cfg.data)
+    if kind == "public":
+        path = str(cfg.eval.public_path)
+        name = "npz" if path.endswith(".npz") else "folder"
+        return load_splits(replace(cfg.data, name=name, path=path, test_path=None))
+    return None
 
 
 def load_checkpoint(out: str | Path) -> dict[str, Any] | None:
@@ -49,14 +94,23 @@ def load_checkpoint(out: str | Path) -> dict[str, Any] | None:
 class RunTracker:
     """Logs, evaluates and checkpoints a federation round by round."""
 
-    def __init__(self, cfg: RootConfig, run_id: str, history: list[dict[str, Any]]) -> None:
+    def __init__(
+        self, cfg: RootConfig, run_id: str, history: list[dict[str, Any]], *, pooled: bool = False
+    ) -> None:
         self.cfg, self.run_id, self.history = cfg, run_id, history
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
         self.writer = SummaryWriter(str(self.out / "tb"))
-        self.splits = load_splits(cfg.data)
-        self.model = build_model(cfg.encoder, self.splits.train.channels)
+        self.evaluation = evaluation_kind(cfg, pooled)
+        self.splits = load_probe_splits(cfg, self.evaluation)
+        self.channels = self.splits.train.channels if self.splits else cfg.data.channels
+        if self.channels is None:
+            raise ConfigError(
+                "data.channels is null, and a deployed server reads no site data to find it: "
+                "set data.channels=1 or 3 (the sites' image channels)"
+            )
+        self.model = build_model(cfg.encoder, self.channels)
         self.started = time.time()
         self.report: dict[str, Any] = {}
         self.last_eval_round = 0
@@ -84,7 +138,7 @@ class RunTracker:
     def evaluate(self, arrays: list[fa.NDArray]) -> dict[str, Any]:
         """Linear probe and kNN of the global encoder on the held-out split."""
         fa.load_arrays(self.model, arrays, self.cfg.aggregation.share_heads)
-        if self.splits.test is None:
+        if self.splits is None or self.splits.test is None:
             raise ValueError("server-side evaluation needs a labelled held-out split")
         return evaluate_encoder(
             self.model.encoder, self.splits.train, self.splits.test, self.cfg.eval
@@ -110,25 +164,49 @@ class RunTracker:
             w.add_scalar("time/secagg_round_s", rec.timings["round"], r)
         skips = sum(1 for h in self.history if h.get("skipped")) + int(rec.skipped is not None)
         w.add_scalar("secagg/skipped_rounds", skips, r)
-        if r % self.cfg.eval.every == 0 or r == self.cfg.sim.rounds:
+        due = r % self.cfg.eval.every == 0 or r == self.cfg.sim.rounds
+        if due and self.splits is not None:
             self.report = self.evaluate(arrays)
             self.last_eval_round = r
+            prefix = EVALUATIONS[self.evaluation][0]
             for k, v in self.report["linear_probe"].items():
-                w.add_scalar(f"probe/linear_{k}", v, r)
-            w.add_scalar("probe/knn", self.report["knn_accuracy"], r)
+                w.add_scalar(f"{prefix}/linear_{k}", v, r)
+            w.add_scalar(f"{prefix}/knn", self.report["knn_accuracy"], r)
+        site_local = self.site_local_losses(r)
+        for name, value in site_local.items():
+            w.add_scalar(f"site_local/loss/{name}", value, r)
         w.flush()
         entry = {k: v for k, v in asdict(rec).items() if k not in ("started", "epsilon")}
+        if site_local:
+            entry["site_local_losses"] = site_local
         entry |= {"epsilon_max": max(eps.values(), default=0.0), "wall_time_s": wall}
         self.history.append(entry)
         self.save_checkpoint(r, arrays)
         self.write_metrics(r)
         log.info(
-            "round %d done in %.1fs: losses %s, ε_max %.3f",
+            "round %d done in %.1fs: site-local losses %s, ε_max %.3f",
             r,
             wall,
-            rec.losses,
+            site_local,
             entry["epsilon_max"],
         )
+
+    def site_local_losses(self, round: int) -> dict[str, float]:
+        """Mean over sites of the losses each site recorded locally (simulation only).
+
+        Only the simulation's operator, who owns every site, may read these files; a deployed
+        server has no access to them and logs nothing here.
+        """
+        if self.evaluation != "pooled-benchmark":
+            return {}
+        values: dict[str, list[float]] = {}
+        for path in sorted((self.out / "sites").glob(f"site_*/{SITE_METRICS_FILE}")):
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if row.get("run_id") == self.run_id and row.get("round") == round:
+                    for name, value in row["losses"].items():
+                        values.setdefault(name, []).append(float(value))
+        return {name: float(np.mean(v)) for name, v in values.items()}
 
     def save_checkpoint(self, round: int, arrays: list[fa.NDArray]) -> None:
         """Atomically replace the last checkpoint (global arrays, round, run id, config)."""
@@ -159,6 +237,11 @@ class RunTracker:
             "epsilon_max": max(eps.values(), default=0.0),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,
             "init": self.init_info,
+            "evaluation": {
+                "kind": self.evaluation,
+                "label": EVALUATIONS[self.evaluation][1],
+                "tensorboard_prefix": EVALUATIONS[self.evaluation][0] or None,
+            },
             "linear_probe": self.report.get("linear_probe"),
             "knn_accuracy": self.report.get("knn_accuracy"),
             "linear_probe_std": self.report.get("linear_probe_std"),
@@ -175,6 +258,8 @@ class RunTracker:
     def close(self) -> None:
         """Flush and close TensorBoard."""
         self.writer.close()
+        if self.report:
+            print(f"evaluation: {EVALUATIONS[self.evaluation][1]}")
         print(
             f"TensorBoard logs: {self.out / 'tb'}  (open: tensorboard --logdir {self.out / 'tb'})"
         )

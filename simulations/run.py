@@ -25,9 +25,39 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from ssl_fed.config import RootConfig, config_dir, load_config, to_root_config
+from ssl_fed.config import ConfigError, RootConfig, config_dir, load_config, to_root_config
 
 log = logging.getLogger("ssl_fed.simulate")
+
+
+class NoRoundCompletedError(ConfigError):
+    """No round of the simulation updated the model; reported like a configuration error.
+
+    A ``ConfigError`` so that ``ssl-fed simulate`` prints one ``error:`` line and exits 2: the
+    causes (every site out of budget, timeouts too short for the machine, too few sites for
+    secure aggregation) are fixed in the configuration.
+    """
+
+
+def check_some_round_completed(metrics: dict[str, Any], path: Path) -> None:
+    """Raise :class:`NoRoundCompletedError` unless a round had completed sites and was applied."""
+    history = metrics.get("history", [])
+    if any(h.get("completed") and not h.get("skipped") for h in history):
+        return
+    if not history:
+        reason = "no round ran (every round was already done, or the server stopped early)"
+    else:
+        last = history[-1]
+        reason = (
+            f"in all {len(history)} rounds no site update was applied (last round: "
+            f"declined {last.get('declined')}, dropped {last.get('dropped')}, "
+            f"skipped: {last.get('skipped')})"
+        )
+    raise NoRoundCompletedError(
+        f"the simulation completed no round: {reason}. Check the sites' ε budgets "
+        f"(ssl-fed ledger show), aggregation.query_timeout/timeout, and sim.num_sites; "
+        f"details in {path}"
+    )
 
 
 def prepare_config(cfg: RootConfig) -> RootConfig:
@@ -54,7 +84,7 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     run_simulation(
-        server_app=make_server_app(cfg),
+        server_app=make_server_app(cfg, pooled=True),
         client_app=make_client_app(cfg),
         num_supernodes=cfg.sim.num_sites,
         backend_config={
@@ -69,6 +99,9 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     metrics["simulation_wall_time_s"] = time.time() - started
     path.write_text(json.dumps(metrics, indent=2))
     print(f"metrics: {path}\nTensorBoard: tensorboard --logdir {out / 'tb'}")
+    if metrics.get("linear_probe") is not None:
+        print(f"probe figures: {metrics['evaluation']['label']}")
+    check_some_round_completed(metrics, path)
     return metrics
 
 

@@ -45,6 +45,7 @@ class DataConfig:
     on_bad_file: str = "error"
     test_fraction: float = 0.3
     seed: int = 0
+    public_size: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -121,6 +122,7 @@ class EvalConfig:
     knn_k: int = 5
     seed: int = 0
     every: int = 1
+    public_path: str | None = None
 
 
 @dataclass
@@ -248,6 +250,12 @@ def validate_config(cfg: RootConfig) -> None:
     _require(d.channels in (None, 1, 3), "data.channels", d.channels, "use 1, 3 or null")
     _require(d.on_bad_file in {"error", "skip"}, "data.on_bad_file", d.on_bad_file, "error|skip")
     _require(0 < d.test_fraction < 1, "data.test_fraction", d.test_fraction, "use 0 < f < 1")
+    _require(
+        d.public_size is None or d.public_size >= 1,
+        "data.public_size",
+        d.public_size,
+        "declare the site's public size (>= 1 image, e.g. n rounded down to a bucket) or null",
+    )
     a = d.augment
     _require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
     _require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")

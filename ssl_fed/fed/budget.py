@@ -41,7 +41,7 @@ def can_train(
     if already_charged(ledger, run_id, round):
         log.warning("round %d of run %s was already charged here; declining it", round, run_id)
         return False
-    schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs)
+    schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size)
     try:
         sigma = choose_noise(cfg, ledger, schedule, run_id)
         ledger.check_affordable((sigma, schedule.sample_rate, schedule.steps))

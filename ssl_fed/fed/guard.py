@@ -17,11 +17,22 @@ leave in the clear beside the masked vector, which is why they are checked here.
 Notes
 -----
 Privacy guarantee this module serves (DESIGN §1, "What leaves a site"): under DP-SGD the encoder
-update is a DP release charged to the site's ledger; the whitelisted scalars are the mean pretext
-losses (over noisy training, post-processing of data the site reports by design), the ε spent and
-the remaining budget (functions of the public ledger history) and ``can-train`` /``site`` in the
-budget query. Everything else could carry data (file paths, labels, embeddings, counts), so it is
-refused rather than filtered: a filtering guard would silently send what a bug put there.
+update is a DP release charged to the site's ledger. Each scalar that may leave, and why it is
+public:
+
+* ``epsilon`` and ``epsilon-remaining``: computed by the accountant from the ledger's history of
+  (σ, q, steps) and the site's budget, where σ is calibrated from public targets and q = B / N uses
+  the size N the operator declares (``data.public_size``), never the exact n. The site sends them
+  only when N was declared; otherwise they depend on n and stay at the site.
+* ``num-examples`` (the aggregation weight): the constant 1 for every site.
+* ``can-train`` and ``site`` (budget query): the ledger's public history checked against the
+  public schedule, and the site's public label.
+
+The pretext losses are *not* on the list: they are unclipped, un-noised means over private images
+(one added image moved ``loss-rotation`` by about 6.5 run-to-run SDs), so they are not
+post-processing of a DP release; sites keep them in a local record. Everything else could carry
+data (file paths, labels, embeddings, counts), so it is refused rather than filtered: a filtering
+guard would silently send what a bug put there.
 """
 
 from __future__ import annotations
@@ -57,9 +68,13 @@ class GuardError(RuntimeError):
     """A reply broke the declared layout; it is not sent."""
 
 
-def allowed_fit_metrics(term_names: Collection[str]) -> frozenset[str]:
-    """Whitelisted per-round scalars: mean loss per task term, ε spent, budget remaining."""
-    return frozenset({*(f"loss-{t}" for t in term_names), "epsilon", "epsilon-remaining"})
+def allowed_fit_metrics() -> frozenset[str]:
+    """Whitelisted per-round scalars: ε spent and budget remaining (see the module's Notes).
+
+    No loss is on the list: a mean loss over private images is neither clipped nor noised, so it
+    stays in the site's own record (``site_metrics.jsonl``).
+    """
+    return frozenset({"epsilon", "epsilon-remaining"})
 
 
 def check_arrays(arrays: list[np.typing.NDArray[np.generic]], specs: list[ArraySpec]) -> None:

@@ -130,9 +130,9 @@ class DPSGDStep:
         self.optimizer.zero_grad(set_to_none=True)
         return terms
 
-
-    def _per_unit(self, views: torch.Tensor, mask: torch.Tensor
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def _per_unit(
+        self, views: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         if self.method == "hooks":
             return per_unit_gradients_hooks(self.task, views, mask)
         params = {n: p.detach() for n, p in self.named.items()}

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ssl_fed.config import AugmentConfig, TaskConfig
-from ssl_fed.data.views import ContrastiveAugment
+from ssl_fed.data.views import ContrastiveAugment, GlobalUniforms, UniformSource
 from ssl_fed.models import SSLModel
 
 
@@ -50,25 +50,34 @@ class PretextTask(nn.Module, ABC):
         self.augment = ContrastiveAugment(augment, image_size, channels)
 
     @abstractmethod
-    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
-        """Return one random set of views per image ``[B, V, C, H, W]`` (made without gradients)."""
+    def make_view_set(
+        self, images: torch.Tensor, draws: UniformSource, set_id: str
+    ) -> torch.Tensor:
+        """Return one random set of views per image ``[B, V, C, H, W]`` (made without gradients).
+
+        Every random view takes its parameters from ``draws`` under a purpose that starts with
+        ``set_id``, so view set ``k`` of an image depends on that image's stream alone.
+        """
 
     @abstractmethod
     def unit_terms(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return the named loss terms for ``[G, M, V, ...]`` views, each ``[G]``."""
 
-    def make_views(self, images: torch.Tensor) -> torch.Tensor:
+    def make_views(self, images: torch.Tensor, draws: UniformSource | None = None) -> torch.Tensor:
         """Return the views of each image: ``[B, V, ...]``, or ``[B, K, V, ...]`` when K > 1.
 
         Augmentation multiplicity (De et al., "Unlocking High-Accuracy Differentially Private
         Image Classification through Scale", arXiv 2204.13650): K independent view sets of the
         same image, whose losses are averaged *inside* the image's unit before clipping, so the
         gradient is less noisy per unit while one image still moves the sum by at most C.
+        ``draws`` are the images' own streams (the training loop's); without them the views come
+        from torch's global RNG, which is for callers outside DP training only.
         """
+        source = draws if draws is not None else GlobalUniforms(len(images))
         k = self.cfg.multiplicity
         if k == 1:
-            return self.make_view_set(images)
-        return torch.stack([self.make_view_set(images) for _ in range(k)], dim=1)
+            return self.make_view_set(images, source, "set0")
+        return torch.stack([self.make_view_set(images, source, f"set{j}") for j in range(k)], 1)
 
     def forward(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-unit loss terms ``{name: [G]}`` for ``[G, M, V, ...]`` or ``[G, M, K, V, ...]``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from ssl_fed.data.views import UniformSource
 from ssl_fed.tasks.base import PretextTask, register_task
 
 _MASKED = -1e9
@@ -46,15 +47,18 @@ class ContrastiveTask(PretextTask):
     anchor in its unit. With in-batch negatives (one unit = the whole batch) removing one image
     changes every row's gradient, and the sensitivity of the clipped sum is up to ~2nC, so that
     mode is refused under DP. Under DP the unit is a random group (group-wise clipping, see
-    :mod:`ssl_fed.privacy.units`), whose clipped gradient moves by at most 2C.
+    :mod:`ssl_fed.tasks.units`), whose clipped gradient moves by at most 2C.
     """
 
     couples_examples = True
     heads = ("projection",)
 
-    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(
+        self, images: torch.Tensor, draws: UniformSource, set_id: str
+    ) -> torch.Tensor:
         """Return two independent random views of each image."""
-        return torch.stack([self.augment(images), self.augment(images)], dim=1)
+        views = [self.augment(images, draws, f"{set_id}/view{v}") for v in (1, 2)]
+        return torch.stack(views, dim=1)
 
     def term_names(self) -> tuple[str, ...]:
         """One term: ``contrastive``."""

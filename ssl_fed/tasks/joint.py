@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ssl_fed.data.views import rotate_four
+from ssl_fed.data.views import UniformSource, rotate_four
 from ssl_fed.tasks.base import PretextTask, register_task
 from ssl_fed.tasks.contrastive import nt_xent_terms
 from ssl_fed.tasks.rotation import rotation_terms
@@ -29,10 +29,13 @@ class JointTask(PretextTask):
     couples_examples = True
     heads = ("rotation", "projection")
 
-    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(
+        self, images: torch.Tensor, draws: UniformSource, set_id: str
+    ) -> torch.Tensor:
         """Return ``[rot0(v1), rot90(v1), rot180(v1), rot270(v1), v2]`` per image."""
-        first = rotate_four(self.augment(images))
-        return torch.cat([first, self.augment(images).unsqueeze(1)], dim=1)
+        first = rotate_four(self.augment(images, draws, f"{set_id}/view1"))
+        second = self.augment(images, draws, f"{set_id}/view2")
+        return torch.cat([first, second.unsqueeze(1)], dim=1)
 
     def term_names(self) -> tuple[str, ...]:
         """Two terms: ``rotation`` and ``contrastive``."""

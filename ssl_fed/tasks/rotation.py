@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ssl_fed.data.views import rotate_four
+from ssl_fed.data.views import UniformSource, rotate_four
 from ssl_fed.tasks.base import PretextTask, register_task
 
 
@@ -35,9 +35,11 @@ class RotationTask(PretextTask):
     couples_examples = False
     heads = ("rotation",)
 
-    def make_view_set(self, images: torch.Tensor) -> torch.Tensor:
+    def make_view_set(
+        self, images: torch.Tensor, draws: UniformSource, set_id: str
+    ) -> torch.Tensor:
         """Return the 4 rotations of one random view of each image."""
-        return rotate_four(self.augment(images))
+        return rotate_four(self.augment(images, draws, f"{set_id}/view"))
 
     def term_names(self) -> tuple[str, ...]:
         """One term: ``rotation``."""

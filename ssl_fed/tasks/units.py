@@ -11,7 +11,8 @@ Notes
 -----
 Why ``group`` has sensitivity 2C. Let D' = D plus one image x. Couple the two runs on the same
 sampling and group draws for every other image: because group ids are drawn independently per
-image (not by sorting and chunking the batch), x's presence changes no other image's group. So
+image (not by sorting and chunking the batch) from that image's own keyed stream
+(:mod:`ssl_fed.train.randomness`), x's presence changes no other image's group. So
 only x's group g differs, and the released sum changes by ``clip(h_g(D')) - clip(h_g(D))``,
 whose norm is at most ``||clip(.)|| + ||clip(.)|| <= 2C``. The optimizer therefore adds noise with
 std ``2 * sigma * C`` and the accountant records ``sigma`` at the image sample rate q.
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from ssl_fed.config import TaskConfig
+from ssl_fed.data.views import UniformSource
 from ssl_fed.tasks.base import PretextTask
 
 
@@ -64,10 +66,25 @@ def plan_units(task: PretextTask, cfg: TaskConfig, expected_batch_size: int) -> 
     return UnitPlan("batch", 1, None)
 
 
+def group_ids(
+    batch_size: int, plan: UnitPlan, draws: UniformSource | torch.Generator | None
+) -> torch.Tensor:
+    """Independent uniform group ids in ``[0, G)``, one per image.
+
+    From the images' own streams (``draws``, purpose ``group``: what training uses, so an image's
+    group does not depend on which other images were sampled), or from a torch generator for
+    callers outside DP training.
+    """
+    if draws is None or isinstance(draws, torch.Generator):
+        return torch.randint(0, plan.num_groups, (batch_size,), generator=draws)
+    u = draws("group", 1)[:, 0]
+    return (u * plan.num_groups).long().clamp_(max=plan.num_groups - 1)
+
+
 def form_units(
-    batch_size: int, plan: UnitPlan, generator: torch.Generator | None = None
+    batch_size: int, plan: UnitPlan, draws: UniformSource | torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut a batch of ``batch_size`` images into units.
+    """Cut a batch of ``batch_size`` images into units (group ids from :func:`group_ids`).
 
     Returns
     -------
@@ -83,7 +100,7 @@ def form_units(
         return torch.arange(batch_size).unsqueeze(1), torch.ones(batch_size, 1)
     if plan.kind == "batch":
         return torch.arange(batch_size).unsqueeze(0), torch.ones(1, batch_size)
-    ids = torch.randint(0, plan.num_groups, (batch_size,), generator=generator)
+    ids = group_ids(batch_size, plan, draws)
     used, counts = torch.unique(ids, return_counts=True)
     width = int(counts.max())
     index = torch.zeros(len(used), width, dtype=torch.long)

@@ -1,20 +1,20 @@
 """Train one site's encoder (and heads) for E local epochs: the loop every entry point shares.
 
-Data flow: Poisson batch of image indices -> views (kornia) -> clipping units -> one gradient
-step (plain, or DP-SGD wrapping it) -> after E epochs, the encoder's new weights. Privacy enters
-only through which step is built (:func:`build_step`) and the ledger charge before the loop.
+Data flow: Poisson batch of image indices -> views -> clipping units -> one gradient step (plain,
+or DP-SGD wrapping it) -> after E epochs, the encoder's new weights. Privacy enters only through
+which step is built (:func:`build_step`), the ledger charge before the loop, and the run key of
+the per-image streams (:mod:`ssl_fed.train.randomness`: secret under DP, from ``train.seed``
+otherwise) that draw every image's inclusion, views and group id.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import secrets
 import sys
 from dataclasses import dataclass
 
 import torch
-from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from tqdm import tqdm
 
 from ssl_fed.config import RootConfig, epsilon_budget
@@ -24,13 +24,18 @@ from ssl_fed.privacy.dpsgd import DPSGDStep, GradientStep, PlainStep, check_priv
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks.base import PretextTask
 from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
+from ssl_fed.train.randomness import UnitStreams, draw_run_key, unit_ids
 
 log = logging.getLogger("ssl_fed.train")
 
 
 @dataclass(frozen=True)
 class LocalResult:
-    """What one local training produced. Only ``encoder_state`` and scalars may leave a site."""
+    """What one local training produced.
+
+    Only ``encoder_state`` may leave a site (as an update), and ``epsilon`` only when
+    ``size_is_public``; the losses are unclipped means over private images: site-local records.
+    """
 
     encoder_state: dict[str, torch.Tensor]
     num_examples: int
@@ -39,15 +44,22 @@ class LocalResult:
     noise_multiplier: float | None
     steps: int
     plan: UnitPlan
+    size_is_public: bool = True
 
 
 @dataclass(frozen=True)
 class Schedule:
-    """The public constants of one local training: sample rate and step count."""
+    """The public constants of one local training: sample rate and step count.
+
+    ``size_is_public`` is False when no public size was declared and the exact n was used: then
+    q, the steps and every ε computed from them are functions of private data and must stay at
+    the site.
+    """
 
     sample_rate: float
     steps_per_epoch: int
     epochs: int
+    size_is_public: bool = True
 
     @property
     def steps(self) -> int:
@@ -55,12 +67,20 @@ class Schedule:
         return self.steps_per_epoch * self.epochs
 
 
-def make_schedule(n: int, batch_size: int, epochs: int) -> Schedule:
-    """Poisson rate ``q = min(1, B/n)`` and ``ceil(n/B)`` steps per epoch."""
+def make_schedule(n: int, batch_size: int, epochs: int, public_size: int | None) -> Schedule:
+    """Poisson rate ``q = min(1, B/N)`` and ``ceil(N/B)`` steps per epoch, N the public size.
+
+    ``N = data.public_size``, the size the site operator declares (e.g. n rounded down to a
+    bucket), so that q, the step count, σ and ε are public. Any N keeps the guarantee: each image
+    is included with probability exactly q, which is what the accountant records; N only sets
+    how many images a batch holds on average (``q·n``). Without a declared N the exact n is
+    used, with a warning, and the schedule is marked private (ε then never leaves the site).
+    """
     if n < 1:
         raise ValueError("the site has no images; point data.path at a non-empty dataset")
-    q = min(1.0, batch_size / n)
-    return Schedule(q, max(1, math.ceil(n / batch_size)), epochs)
+    size = public_size if public_size is not None else n
+    q = min(1.0, batch_size / size)
+    return Schedule(q, max(1, math.ceil(size / batch_size)), epochs, public_size is not None)
 
 
 def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run_id: str) -> float:
@@ -87,16 +107,16 @@ def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run
     )
 
 
-def mechanism_generator(cfg: RootConfig, round: int) -> torch.Generator:
-    """Return the generator for Poisson sampling and group ids: OS entropy under DP.
+def unit_streams(cfg: RootConfig, data: ImageDataset, round: int) -> UnitStreams:
+    """Return the per-image streams of this training (:mod:`ssl_fed.train.randomness`).
 
     The subsampling amplification the accountant credits holds only if nobody can predict which
-    images were sampled, so under DP the seed comes from ``secrets`` and never from the public
-    ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
+    images were sampled, so under DP the run key comes from ``secrets`` and never from the
+    public ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
     """
-    if cfg.privacy.enabled:
-        return torch.Generator().manual_seed(secrets.randbits(63))
-    return torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + round)
+    return UnitStreams(
+        draw_run_key(cfg.privacy.enabled, cfg.train.seed, round), unit_ids(data.images)
+    )
 
 
 def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
@@ -146,6 +166,47 @@ def build_step(
     )
 
 
+def run_steps(
+    task: PretextTask,
+    data: ImageDataset,
+    cfg: RootConfig,
+    step: GradientStep,
+    plan: UnitPlan,
+    schedule: Schedule,
+    streams: UnitStreams,
+) -> tuple[dict[str, float], int]:
+    """Run every step of ``schedule``; return the summed loss terms and the images seen.
+
+    Step ``t`` (counted across epochs) includes image ``i`` when its own uniform for
+    ``(t, "poisson")`` is below q, and draws its views and group id from its own stream at ``t``,
+    so which other images are present never changes image ``i``'s draws. An empty batch still
+    takes a step (noise-only under DP).
+    """
+    sums = {name: 0.0 for name in task.term_names()}
+    seen = 0
+    task.train()
+    bar = tqdm(
+        total=schedule.steps,
+        desc=f"train {cfg.task.name}",
+        unit="step",
+        leave=False,
+        disable=not (cfg.train.progress and sys.stderr.isatty()),
+    )
+    for t in range(schedule.steps):
+        index = streams.poisson_batch(t, schedule.sample_rate)
+        draws = streams.at(t, index)
+        views = task.make_views(data.images[torch.from_numpy(index)], draws)
+        unit_index, mask = form_units(len(index), plan, draws)
+        terms = step(gather_units(views, unit_index), mask)
+        for name, value in terms.items():
+            sums[name] += value
+        seen += len(index)
+        bar.update(1)
+        bar.set_postfix({k: f"{v / max(seen, 1):.3f}" for k, v in sums.items()})
+    bar.close()
+    return sums, seen
+
+
 def train_local(
     task: PretextTask,
     data: ImageDataset,
@@ -162,7 +223,15 @@ def train_local(
     PrivacyError, BudgetExceededError, LedgerError
         Before any training, when the privacy of the run cannot be stated or afforded.
     """
-    schedule = make_schedule(len(data), cfg.train.batch_size, cfg.train.local_epochs)
+    schedule = make_schedule(
+        len(data), cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size
+    )
+    if not schedule.size_is_public and cfg.privacy.enabled:
+        log.warning(
+            "data.public_size is not declared: q = B/n uses the exact n, so ε is a function of "
+            "private data and stays at the site; declare data.public_size (e.g. n rounded "
+            "down to a bucket) to report it"
+        )
     apply_trainable(task, cfg.privacy.trainable)
     plan = plan_units(task, cfg.task, cfg.train.batch_size)
     sigma: float | None = None
@@ -181,36 +250,7 @@ def train_local(
             sensitivity=plan.sensitivity,
         )
     step = build_step(task, cfg, plan, sigma)
-    gen = mechanism_generator(cfg, round)
-    torch.manual_seed(cfg.train.seed * 1_000_003 + round)
-    sums = {name: 0.0 for name in task.term_names()}
-    seen = 0
-    task.train()
-    bar = tqdm(
-        total=schedule.steps,
-        desc=f"train {cfg.task.name}",
-        unit="step",
-        leave=False,
-        disable=not (cfg.train.progress and sys.stderr.isatty()),
-    )
-    for _ in range(schedule.epochs):
-        sampler = UniformWithReplacementSampler(
-            num_samples=len(data),
-            sample_rate=schedule.sample_rate,
-            generator=gen,
-            steps=schedule.steps_per_epoch,
-        )
-        for batch in sampler:
-            index = torch.as_tensor(batch, dtype=torch.long)
-            views = task.make_views(data.images[index])
-            unit_index, mask = form_units(len(index), plan, gen)
-            terms = step(gather_units(views, unit_index), mask)
-            for name, value in terms.items():
-                sums[name] += value
-            seen += len(index)
-            bar.update(1)
-            bar.set_postfix({k: f"{v / max(seen, 1):.3f}" for k, v in sums.items()})
-    bar.close()
+    sums, seen = run_steps(task, data, cfg, step, plan, schedule, unit_streams(cfg, data, round))
     losses = {k: v / max(seen, 1) for k, v in sums.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"training diverged (losses {losses}); lower train.lr")
@@ -219,4 +259,13 @@ def train_local(
     log.info(
         "trained %d steps on %d images: losses %s, ε=%s", schedule.steps, len(data), losses, epsilon
     )
-    return LocalResult(encoder_state, len(data), losses, epsilon, sigma, schedule.steps, plan)
+    return LocalResult(
+        encoder_state,
+        len(data),
+        losses,
+        epsilon,
+        sigma,
+        schedule.steps,
+        plan,
+        schedule.size_is_public,
+    )

@@ -36,7 +36,7 @@ def make_fake_app(
     layout = reply_layout(cfg.aggregation)
     mods = [*client_mods(cfg.aggregation)]
     if guard:
-        allowed = allowed_fit_metrics(["rotation"])
+        allowed = allowed_fit_metrics()
         mods.append(make_guard_mod(lambda c: specs, lambda c: allowed, lambda c: layout))
     app = ClientApp()
 
@@ -56,7 +56,7 @@ def make_fake_app(
         delta = fake_delta(specs, site, rnd)
         if site in poison.get(rnd, set()):
             delta[0][...] = np.nan
-        scalars = {"loss-rotation": 1.0 + site, "epsilon": 0.1 * rnd}
+        scalars = {"epsilon": 0.1 * rnd}
         return Message(train_reply(delta, names, scalars, layout), reply_to=msg)
 
     return app

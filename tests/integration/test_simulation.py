@@ -58,6 +58,11 @@ def test_metrics_json(run: dict[str, Any]) -> None:
     assert set(m["epsilon_per_site"]) == {"0", "1", "2"}
     assert 0 < m["epsilon_max"] <= 8.0 + 1e-6
     assert set(m["linear_probe"]) == {"1", "5"}
+    assert m["evaluation"]["kind"] == "pooled-benchmark"
+    assert all(
+        h["losses"] == {} and set(h["site_local_losses"]) == {"rotation", "contrastive"}
+        for h in m["history"]
+    )
     assert [h["completed"] for h in m["history"]] == [[0, 1, 2], [0, 1, 2]]
     assert (run["out"] / "config.yaml").is_file()
 
@@ -97,8 +102,9 @@ def test_tensorboard_has_epsilon_and_loss(run: dict[str, Any]) -> None:
     assert {
         "privacy/epsilon/site_0",
         "privacy/epsilon/max",
-        "loss/rotation",
-        "loss/contrastive",
+        "site_local/loss/rotation",
+        "site_local/loss/contrastive",
+        "benchmark_pooled_outside_dp/knn",
         "secagg/skipped_rounds",
     } <= tags
     assert [e.step for e in acc.Scalars("privacy/epsilon/max")] == [1, 2]

@@ -1,7 +1,14 @@
-"""Sensitivity by removing one image and measuring the change of the clipped sum (σ = 0)."""
+"""Sensitivity by removing (or adding) one image and measuring the change of the clipped sum.
+
+The first tests run the real training path (``train_local``, with its Poisson sampling, views,
+multiplicity and group ids) on neighbouring datasets with the same secret run key and compare the
+released clipped sums step by step (:mod:`tests.privacy.sensitivity_audit`). The later ones check
+the DP step alone on hand-built batches.
+"""
 
 import copy
 
+import pytest
 import torch
 from torch.func import functional_call, grad, vmap
 
@@ -9,7 +16,72 @@ from ssl_fed.privacy.dpsgd import DPSGDStep
 from ssl_fed.privacy.grads import per_unit_gradients
 from ssl_fed.tasks.contrastive import nt_xent_terms
 from ssl_fed.tasks.units import gather_units
-from tests.helpers import tiny_task, views_for
+from tests.helpers import images, tiny_task, views_for
+from tests.privacy.sensitivity_audit import audit_config, released_sums, worst_change
+
+C = 1e-4
+"""Small enough that every unit of the tiny model is clipped, so one unit moves the sum by C."""
+
+CASES = [
+    ("rotation", 1.0, 16, 1),
+    ("rotation", 1.0, 4, 3),
+    ("contrastive", 2.0, 16, 1),
+    ("contrastive", 2.0, 4, 3),
+    ("joint", 2.0, 16, 1),
+    ("joint", 2.0, 4, 3),
+]
+"""(task, sensitivity in C, batch, steps): over public size 12, batch 16 is q = 1, 4 is q = 1/3."""
+
+
+def neighbour_changes(monkeypatch, tmp_path, task, batch, removed, keys, method="vmap"):
+    """Worst per-step ‖ΔS‖ over keys, for D minus each of ``removed`` and D plus one image."""
+    cfg = audit_config(task, batch, public_size=12, c=C, multiplicity=2, method=method)
+    base, extra = images(12, seed=1), images(1, seed=2)
+    changes = []
+    for k, key in enumerate(keys):
+        full = released_sums(monkeypatch, tmp_path / f"{k}-full", cfg, base, key)
+        for j in removed:
+            rest = torch.cat([base[:j], base[j + 1 :]])
+            fewer = released_sums(monkeypatch, tmp_path / f"{k}-minus{j}", cfg, rest, key)
+            changes.append(worst_change(full, fewer))
+        more = released_sums(
+            monkeypatch, tmp_path / f"{k}-plus", cfg, torch.cat([base[:5], extra, base[5:]]), key
+        )
+        changes.append(worst_change(full, more))
+    return full, changes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "bound", "batch", "steps"), CASES)
+def test_one_image_moves_each_released_sum_of_train_local_by_at_most_its_sensitivity(
+    monkeypatch, tmp_path, task, bound, batch, steps
+):
+    # Prepare / Execute: D, D minus images 0 and 7, D plus one image; multiplicity 2
+    full, changes = neighbour_changes(monkeypatch, tmp_path, task, batch, [0, 7], [b"k" * 32])
+
+    # Assert: the public step count, and every step within the stated sensitivity
+    assert len(full) == steps
+    assert max(changes) <= bound * C * (1 + 1e-3)
+
+
+def test_at_q_1_removing_a_rotation_image_moves_the_sum_by_exactly_its_clipped_gradient(
+    monkeypatch, tmp_path
+):
+    # Prepare / Execute: at q = 1 every image is in every step, and every unit is clipped to C
+    _, changes = neighbour_changes(monkeypatch, tmp_path, "rotation", 16, [3], [b"q" * 32])
+
+    # Assert: the audit sees the removed image (C), and nothing else moved
+    assert all(c == pytest.approx(C, rel=1e-3) for c in changes)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "bound", "batch", "steps"), CASES)
+def test_the_sensitivity_holds_over_many_removed_images_and_keys(
+    monkeypatch, tmp_path, task, bound, batch, steps
+):
+    keys = [bytes([k]) * 32 for k in range(3)]
+    _, changes = neighbour_changes(monkeypatch, tmp_path, task, batch, [0, 4, 8, 11], keys)
+    assert max(changes) <= bound * C * (1 + 1e-3)
 
 
 def clipped_sum(task, views, index, mask, c):
@@ -111,3 +183,11 @@ def test_naive_full_batch_nt_xent_exceeds_c_on_near_duplicates():
 
     # Assert: the accountant would assume C; the true change is larger
     assert worst > 1.5 * c
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", [16, 4])
+def test_the_sensitivity_holds_with_the_hook_based_per_unit_gradients(monkeypatch, tmp_path, batch):
+    keys = [b"h" * 32]
+    _, changes = neighbour_changes(monkeypatch, tmp_path, "joint", batch, [2, 9], keys, "hooks")
+    assert max(changes) <= 2.0 * C * (1 + 1e-3)

@@ -49,7 +49,7 @@ def test_the_entry_is_on_disk_before_training_runs(tmp_path):
     ledger = PrivacyLedger(tmp_path, budget=8.0, delta=1e-5)
     task = float_task("rotation")
 
-    def boom(images):
+    def boom(images, draws=None):
         raise RuntimeError("crash in the middle of training")
 
     task.make_views = boom
@@ -103,8 +103,9 @@ def test_sampling_and_noise_are_not_reproducible_from_the_public_seed(tmp_path):
     results = []
     for name in ("a", "b"):
         ledger = PrivacyLedger(tmp_path / name, budget=8.0, delta=1e-5)
-        results.append(train_local(float_task("rotation"), site(), small_config(), ledger=ledger,
-                                   run_id="r"))
+        results.append(
+            train_local(float_task("rotation"), site(), small_config(), ledger=ledger, run_id="r")
+        )
 
     # Assert: an adversary who knows train.seed cannot regenerate the noise
     first, second = (r.encoder_state for r in results)
@@ -112,6 +113,10 @@ def test_sampling_and_noise_are_not_reproducible_from_the_public_seed(tmp_path):
 
 
 def test_privacy_off_is_reproducible_from_the_seed():
-    runs = [train_local(float_task("rotation"), site(), small_config(enabled=False), ledger=None,
-                        run_id="r").encoder_state for _ in range(2)]
+    runs = [
+        train_local(
+            float_task("rotation"), site(), small_config(enabled=False), ledger=None, run_id="r"
+        ).encoder_state
+        for _ in range(2)
+    ]
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
