@@ -51,6 +51,8 @@ class SiteInfo:
     epsilon_budget: float | None = None
     data_format: str = "folder"
     public_size: int | None = None
+    key_dir: Path | None = None
+    """Where the ledger's secret lives (node config ``key-dir``: beside the node key)."""
 
 
 def _node_budget(node_config: dict[str, Any]) -> float | None:
@@ -122,6 +124,7 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         _node_budget(node_config),
         fmt,
         _node_public_size(node_config),
+        Path(str(node_config["key-dir"])) if "key-dir" in node_config else None,
     )
 
 
@@ -183,7 +186,11 @@ def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
         return None
     pr = cfg.privacy
     return PrivacyLedger(
-        info.state_dir, budget=epsilon_budget(pr), delta=pr.delta, accountant=pr.accountant
+        info.state_dir,
+        budget=epsilon_budget(pr),
+        delta=pr.delta,
+        accountant=pr.accountant,
+        key_dir=info.key_dir if info.key_dir is not None else pr.key_dir,
     )
 
 

@@ -29,13 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.guard import GuardError, check_query_reply, check_scalars
+from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, check_query_reply, check_scalars
 from ssl_fed.fed.messages import RoundOutcome
 from ssl_fed.secagg.driver import send_and_receive
 
@@ -53,7 +52,6 @@ class RoundRecord:
     completed: list[int] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
     declined: list[int] = field(default_factory=list)
-    losses: dict[str, float] = field(default_factory=dict)
     epsilon: dict[int, float] = field(default_factory=dict)
     max_abs_delta: float = 0.0
     skipped: str | None = None
@@ -63,9 +61,8 @@ class RoundRecord:
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
     """Return a site's reported scalars if all are whitelisted and finite, else ``None``."""
-    allowed = {k for k in metrics if k.startswith("loss-")} | {"epsilon", "epsilon-remaining"}
     try:
-        check_scalars(metrics, allowed)
+        check_scalars(metrics, allowed_fit_metrics())
     except GuardError:
         return None
     return {k: float(v) for k, v in metrics.items()}
@@ -166,9 +163,6 @@ class SiteRounds:
                 log.warning("round %d: site %s reported malformed scalars", rec.round, node)
                 continue
             reported[self.label(node)] = scalars
-        done = [reported[s] for s in rec.completed if s in reported]
-        keys = sorted({k for m in done for k in m if k.startswith("loss-")})
-        rec.losses = {k[5:]: float(np.mean([m[k] for m in done if k in m])) for k in keys}
         rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
         if outcome.skipped is not None:
             log.warning("round %d skipped, model unchanged: %s", rec.round, outcome.skipped)

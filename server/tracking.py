@@ -41,7 +41,7 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from server.strategy import RoundRecord
-from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
+from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.fed import arrays as fa
@@ -104,12 +104,13 @@ class RunTracker:
         self.writer = SummaryWriter(str(self.out / "tb"))
         self.evaluation = evaluation_kind(cfg, pooled)
         self.splits = load_probe_splits(cfg, self.evaluation)
-        self.channels = self.splits.train.channels if self.splits else cfg.data.channels
-        if self.channels is None:
+        channels = self.splits.train.channels if self.splits else cfg.data.channels
+        if channels is None:
             raise ConfigError(
                 "data.channels is null, and a deployed server reads no site data to find it: "
                 "set data.channels=1 or 3 (the sites' image channels)"
             )
+        self.channels: int = channels
         self.model = build_model(cfg.encoder, self.channels)
         self.started = time.time()
         self.report: dict[str, Any] = {}
@@ -130,7 +131,7 @@ class RunTracker:
         pr = self.cfg.privacy
         return {
             int(p.parent.name.split("_")[1]): PrivacyLedger(
-                p.parent, budget=epsilon_budget(pr), delta=pr.delta, accountant=pr.accountant
+                p.parent, accountant=pr.accountant, key_dir=pr.key_dir
             ).epsilon()
             for p in sites
         }
@@ -150,8 +151,8 @@ class RunTracker:
         wall = time.time() - rec.started
         self.epsilon_reported |= rec.epsilon
         eps = self.site_epsilons()
-        for name, value in rec.losses.items():
-            w.add_scalar(f"loss/{name}", value, r)
+        if rec.clipped is not None:
+            w.add_scalar("secagg/clipped_coordinates", rec.clipped, r)
         for site, value in eps.items():
             w.add_scalar(f"privacy/epsilon/site_{site}", value, r)
         if eps:

@@ -25,7 +25,7 @@ from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, make_guard_mod
 from ssl_fed.fed.messages import train_reply
 
 SPECS = [ArraySpec("encoder.w", (2, 3), "float32"), ArraySpec("encoder.b", (3,), "float32")]
-ALLOWED = allowed_fit_metrics(["rotation"])
+ALLOWED = allowed_fit_metrics()
 
 
 def _incoming(kind: str = MessageType.TRAIN) -> Message:
@@ -54,7 +54,7 @@ def _run(
 
 
 def test_declared_reply_passes() -> None:
-    reply = _run(lambda m: _fit_reply(m, _good(), {"loss-rotation": 1.2, "epsilon": 3.0}))
+    reply = _run(lambda m: _fit_reply(m, _good(), {"epsilon": 3.0}))
     assert "fitres.parameters" in reply.content.array_records
 
 
@@ -67,7 +67,7 @@ def test_declared_reply_passes() -> None:
         ([np.full((2, 3), np.nan, np.float32), np.ones(3, np.float32)], {}, 1),  # NaN
         ([np.zeros((2, 3), np.float32), np.full(3, np.inf, np.float32)], {}, 1),  # Inf
         (_good(), {"num-images": 311.0}, 1),  # a metric not on the whitelist
-        (_good(), {"loss-rotation": "path/to/img.png"}, 1),  # a string smuggled as a metric
+        (_good(), {"epsilon": "path/to/img.png"}, 1),  # a string smuggled as a metric
         (_good(), {"epsilon": float("nan")}, 1),  # a non-finite metric
         (_good(), {}, 311),  # the weight would reveal the data size
     ],
@@ -125,7 +125,7 @@ def _msg_reply(msg: Message, arrays: list[np.ndarray], metrics: dict, names: lis
 def test_message_layout_declared_reply_passes() -> None:
     # Execute: the layout ssl-fed's SecAgg and plain rounds use
     reply = _run(
-        lambda m: _msg_reply(m, _good(), {"loss-rotation": 1.2, "epsilon": 3.0}, NAMES),
+        lambda m: _msg_reply(m, _good(), {"epsilon": 3.0}, NAMES),
         layout="message",
     )
     # Assert
