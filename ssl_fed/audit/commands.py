@@ -33,6 +33,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         f"correct guesses, {audit['canaries']} canaries; ceiling {metrics['epsilon_ceiling']:.3f})"
     )
     print(f"accountant: ε={metrics['epsilon']:.3f} at δ={metrics['delta']} (site ledger)")
+    if not metrics.get("can_detect_violation", True):
+        print(
+            f"warning: ε={metrics['epsilon']:.3f} is above the ceiling of this audit, which "
+            "therefore cannot flag a bug at this ε; audit a smaller ε to test the mechanism"
+        )
     print(f"wrote {cfg.out}/metrics.json and {cfg.out}/audit.md")
     if metrics["violation"]:
         print(

@@ -32,6 +32,7 @@ def audit_metrics(result: AuditResult, cfg: RootConfig, run_id: str) -> dict[str
         "epsilon_lower": result.outcome.epsilon_lower,
         "epsilon_ceiling": result.outcome.ceiling,
         "violation": result.violation,
+        "can_detect_violation": result.outcome.ceiling > result.epsilon,
         "delta": cfg.privacy.delta,
         "confidence": result.outcome.confidence,
         "noise_multiplier": result.noise_multiplier,
@@ -64,6 +65,15 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
             f"q = {metrics['sample_rate']:.4f}, "
             f"{metrics['steps']} steps, sensitivity {metrics['sensitivity']:g}C",
             f"- verdict: {verdict}",
+            *(
+                []
+                if metrics["can_detect_violation"]
+                else [
+                    f"- warning: ε = {metrics['epsilon']:.3f} is above what {audit['canaries']} "
+                    "canaries can ever prove (the ceiling), so this audit cannot flag a bug at "
+                    "this ε; audit a smaller ε (or more canaries) to test the mechanism"
+                ]
+            ),
             "",
             "Method: Steinke, Nasr & Jagielski, arXiv 2305.08846 (one run, Theorem 5.2).",
             "",
