@@ -1,5 +1,7 @@
 """The ``audit`` job: load the site, run one audited training, write metrics.json and audit.md.
 
+ε, ε_lower and the ceiling also go to TensorBoard under ``<out>/tb``.
+
 Data, model, warm start and ledger come from the same functions ``train-local`` uses
 (:mod:`ssl_fed.train.job`), so the audit exercises the configuration a site would train with.
 Both files are written atomically at the end; a failed audit never clobbers earlier results.
@@ -81,6 +83,16 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
     )
 
 
+def log_tensorboard(metrics: dict[str, Any], out: Path) -> None:
+    """Write ε, ε_lower and the ceiling as scalars under ``<out>/tb`` (tag ``audit/...``)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"))
+    for key in ("epsilon", "epsilon_lower", "epsilon_ceiling"):
+        writer.add_scalar(f"audit/{metrics['kind']}/{key}", metrics[key], 0)
+    writer.close()
+
+
 def run_audit(cfg: RootConfig, *, kind: str, canaries: int, beta: float) -> dict[str, Any]:
     """Audit one site's training; write ``metrics.json`` and ``audit.md`` under ``cfg.out``."""
     if kind not in AUDITS:
@@ -108,4 +120,5 @@ def run_audit(cfg: RootConfig, *, kind: str, canaries: int, beta: float) -> dict
     out = Path(cfg.out)
     write_atomic(out / "audit.md", audit_markdown(metrics).encode())
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2).encode())
+    log_tensorboard(metrics, out)
     return metrics
