@@ -1,5 +1,6 @@
 """The audit's report: TensorBoard scalars and the markdown verdict."""
 
+import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from ssl_fed.audit.report import audit_markdown, log_tensorboard
@@ -32,11 +33,13 @@ def test_tensorboard_holds_epsilon_beside_epsilon_lower(tmp_path):
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     read = {t: events.Scalars(t)[0].value for t in events.Tags()["scalars"]}
-    assert read == {
-        "audit/white-box/epsilon": 1.0,
-        "audit/white-box/epsilon_lower": 0.5,
-        "audit/white-box/epsilon_ceiling": 3.49,
-    }
+    assert read == pytest.approx(
+        {
+            "audit/white-box/epsilon": 1.0,
+            "audit/white-box/epsilon_lower": 0.5,
+            "audit/white-box/epsilon_ceiling": 3.49,
+        }
+    )
 
 
 def test_markdown_states_the_verdict_and_when_the_audit_is_blind():
