@@ -172,6 +172,34 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def targets(rows: list[dict[str, Any]]) -> str:
+    """The issue's two targets, evaluated on the recorded rows."""
+    clean = [r for r in rows if not r["bug"]]
+    over = [r["row"] for r in clean if r["epsilon_lower"] > r["epsilon"]]
+    at8 = [r for r in clean if r["kind"] == "white-box" and r["target_epsilon"] == 8.0]
+    lines = [
+        f"- ε_lower ≤ ε on every correct-mechanism row: {'met' if not over else 'MISSED'} "
+        f"({len(clean)} rows{'; over: ' + ', '.join(over) if over else ''})."
+    ]
+    if at8:
+        best = max(at8, key=lambda r: r["epsilon_lower"])
+        half = best["ceiling"] / 2
+        verdict = "met" if best["epsilon_lower"] >= half else "missed"
+        lines.append(
+            f"- white-box at ε = 8 reaches half the ceiling ({half:.3f}): {verdict}; best "
+            f"{best['epsilon_lower']} ({best['task']}), {best['epsilon_lower'] - half:+.3f} "
+            f"from the target ({best['epsilon_lower'] / best['ceiling']:.0%} of the ceiling)."
+        )
+    for r in rows:
+        if r["bug"]:
+            flag = "flagged (exit 3)" if r["violation"] else "not flagged"
+            lines.append(
+                f"- self-test `{r['bug']}` at ε = {r['epsilon']}: ε_lower = {r['epsilon_lower']}, "
+                f"{flag}; ceiling {r['ceiling']}."
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="outputs/bench-audit")
@@ -202,7 +230,10 @@ def main() -> None:
         body = (
             "## Empirical privacy audit (`nice -n 10 python benchmarks/audit.py --record`)\n\n"
             f"Machine: {machine()} (shared with other jobs; times are indicative). "
-            f"m = {CANARIES} canaries, confidence {1 - BETA:.0%}.\n\n{table(rows)}\n\n"
+            f"m = {CANARIES} canaries, confidence {1 - BETA:.0%}. 'ideal ε_lower': the same "
+            "audit on a simulated mechanism that is exactly what the accountant assumes "
+            "(mean and range over 5 seeds).\n\n"
+            f"{table(rows)}\n\n{targets(rows)}\n\n"
             "Plot: `benchmarks/audit.png`\n"
         )
         update_section("audit", body)
