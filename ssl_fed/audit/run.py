@@ -27,6 +27,7 @@ import torch
 from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from ssl_fed.audit.canaries import (
+    DiracCanaries,
     input_canaries,
     likelihood_ratio_scores,
     make_dirac_canaries,
@@ -38,8 +39,9 @@ from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.privacy.dpsgd import DPSGDStep, PrivacyError, check_private_setup
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks.base import PretextTask
-from ssl_fed.tasks.units import form_units, gather_units, plan_units
+from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
 from ssl_fed.train.local import (
+    Schedule,
     apply_trainable,
     build_step,
     choose_noise,
@@ -78,6 +80,52 @@ def draw_coins(m: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(m, generator=generator) < 0.5
 
 
+def train_observed(
+    step: DPSGDStep,
+    data: ImageDataset,
+    cfg: RootConfig,
+    plan: UnitPlan,
+    schedule: Schedule,
+    dirac: DiracCanaries,
+    coins: torch.Tensor,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Run the schedule with the included canaries as units; return what the adversary saw.
+
+    Each step, every included canary joins the step's units with probability q (Poisson, like
+    every image). The adversary's view is each released noisy sum (``p.grad`` after Opacus adds
+    the noise, times the public expected batch size), read at the canaries' coordinates in units
+    of C: ``[steps, m]``.
+    """
+    task = step.task
+    shapes = {n: p.shape for n, p in step.named.items()}
+    per_sum = cfg.train.batch_size / cfg.privacy.max_grad_norm
+    released: list[torch.Tensor] = []
+
+    def observe(optimizer: object) -> None:
+        grads = {n: p.grad for n, p in step.named.items() if p.grad is not None}
+        released.append(dirac.read(grads) * per_sum)
+
+    step.optimizer.step_hook = observe
+    task.train()
+    for _ in range(schedule.epochs):
+        sampler = UniformWithReplacementSampler(
+            num_samples=len(data),
+            sample_rate=schedule.sample_rate,
+            generator=gen,
+            steps=schedule.steps_per_epoch,
+        )
+        for batch in sampler:
+            index = torch.as_tensor(batch, dtype=torch.long)
+            draw = torch.rand(dirac.m, generator=gen) < schedule.sample_rate
+            step.extra_units = partial(dirac.rows, shapes, torch.nonzero(coins & draw).squeeze(1))
+            views = task.make_views(data.images[index])
+            unit_index, mask = form_units(len(index), plan, gen)
+            step(gather_units(views, unit_index), mask)
+    step.extra_units = None
+    return torch.stack(released)
+
+
 def audit_white_box(
     task: PretextTask,
     data: ImageDataset,
@@ -112,33 +160,7 @@ def audit_white_box(
     scale = CANARY_SCALE * cfg.privacy.max_grad_norm
     dirac = make_dirac_canaries(shapes, canaries, scale=scale, generator=gen)
     coins = draw_coins(canaries, gen)
-    released: list[torch.Tensor] = []
-    per_sum = cfg.train.batch_size / cfg.privacy.max_grad_norm
-
-    def observe(optimizer: object) -> None:
-        grads = {n: p.grad for n, p in step.named.items() if p.grad is not None}
-        released.append(dirac.read(grads) * per_sum)
-
-    step.optimizer.step_hook = observe
-    task.train()
-    for _ in range(schedule.epochs):
-        sampler = UniformWithReplacementSampler(
-            num_samples=len(data),
-            sample_rate=schedule.sample_rate,
-            generator=gen,
-            steps=schedule.steps_per_epoch,
-        )
-        for batch in sampler:
-            index = torch.as_tensor(batch, dtype=torch.long)
-            chosen = torch.nonzero(
-                coins & (torch.rand(canaries, generator=gen) < schedule.sample_rate)
-            )
-            step.extra_units = partial(dirac.rows, shapes, chosen.squeeze(1))
-            views = task.make_views(data.images[index])
-            unit_index, mask = form_units(len(index), plan, gen)
-            step(gather_units(views, unit_index), mask)
-    step.extra_units = None
-    observed = torch.stack(released)
+    observed = train_observed(step, data, cfg, plan, schedule, dirac, coins, gen)
     scores = likelihood_ratio_scores(
         observed, sample_rate=schedule.sample_rate, noise_std=sigma * sensitivity
     )
