@@ -170,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ssl_fed.deploy.commands import register
 
     register(sub)
+    __import__("ssl_fed.audit.commands", fromlist=["register"]).register(sub)
     return parser
 
 

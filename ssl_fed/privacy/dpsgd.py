@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -83,7 +84,14 @@ class DPSGDStep:
     rate the ledger records and ``sensitivity`` (in units of C) bounds what one image can change
     in the sum of clipped unit gradients (1 for per-image units, 2 for random groups). An empty
     batch still takes a noise-only step: skipping it would reveal that the batch was empty.
+
+    ``extra_units`` is the audit's seam (:mod:`ssl_fed.audit`): when set, it returns extra
+    gradient rows ``{name: [k, *param.shape]}`` that are appended to this step's units and then
+    clipped, summed and noised exactly like them, so a white-box canary is a real unit of the
+    step. It is ``None`` in training; it never changes σ, C, the sensitivity or the ledger.
     """
+
+    extra_units: Callable[[], dict[str, torch.Tensor]] | None = None
 
     def __init__(
         self,
@@ -123,6 +131,10 @@ class DPSGDStep:
         else:
             grads, unit_terms = self._per_unit(views, mask)
             terms = {k: float(v.sum()) for k, v in unit_terms.items()}
+        if self.extra_units is not None:
+            extra = self.extra_units()
+            grads = {n: torch.cat([g, extra[n].to(g.dtype)]) for n, g in grads.items()}
+            units += next(iter(extra.values())).shape[0]
         for name, param in self.named.items():
             assert grads[name].shape[0] == units, "one gradient row per clipping unit"
             param.grad_sample = grads[name]  # type: ignore[attr-defined]
