@@ -167,10 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("action", choices=list(LEDGER_ACTIONS), help="what to do with it")
             p.set_defaults(func=lambda a: LEDGER_ACTIONS[a.action](list(a.overrides)))
         p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
-    from ssl_fed.deploy.commands import register
+    from ssl_fed.audit import commands as audit_commands
+    from ssl_fed.deploy import commands as deploy_commands
 
-    register(sub)
-    __import__("ssl_fed.audit.commands", fromlist=["register"]).register(sub)
+    deploy_commands.register(sub)
+    audit_commands.register(sub)
     return parser
 
 
