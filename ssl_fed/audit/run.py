@@ -141,7 +141,7 @@ def audit_white_box(
         raise PrivacyError("the audit tests a DP training: set privacy=dpsgd")
     gen = _secret_generator()
     public_n = len(data) + canaries
-    schedule = make_schedule(public_n, cfg.train.batch_size, cfg.train.local_epochs)
+    schedule = make_schedule(public_n, cfg.train.batch_size, cfg.train.local_epochs, public_n)
     apply_trainable(task, cfg.privacy.trainable)
     plan = plan_units(task, cfg.task, cfg.train.batch_size)
     sensitivity = check_private_setup(task, plan, delta=cfg.privacy.delta, n=public_n)
