@@ -1,9 +1,15 @@
 """The ssl-fed ClientApp: a budget-query handler and a SecAgg train handler behind the guard.
 
-Mods, outer to inner, on ``train``: the SecAgg mod (from :mod:`ssl_fed.fed.secagg`: ssl-fed's
-``secagg_mod`` by default, Flower's ``secaggplus_mod`` for ``aggregation=flower-secaggplus``;
-absent only when the site accepts plain aggregation), then the guard (:mod:`ssl_fed.fed.guard`),
-then the handler. The guard therefore sees the exact reply before it is quantized and masked, and
+Mods, outer to inner, on ``train``: the policy mod, then the SecAgg mod (from
+:mod:`ssl_fed.fed.secagg`: ssl-fed's ``secagg_mod`` by default, Flower's ``secaggplus_mod`` for
+``aggregation=flower-secaggplus``; absent for ``plain``), then the guard
+(:mod:`ssl_fed.fed.guard`), then the handler. The policy mod compares the run config with the
+site's own policy (:mod:`ssl_fed.privacy.policy`, docs/site-policy.md) and answers every TRAIN
+message of a refused run with an error reply "declined: policy (codes)" before any SecAgg stage
+runs; the budget query answers ``can-train = 0`` with the refusal's code in ``declined``. The
+checks that need the ledger (calibrated σ, ε this run already spent; :mod:`ssl_fed.fed.policy`)
+run again right before training, so a refused round is never trained, charged or sent. The guard
+sits inside the SecAgg mod, so it sees the exact reply before it is quantized and masked, and
 drops it (raises) if it carries anything but the declared delta arrays and whitelisted scalars.
 The handler reads and replies in the run's layout (:mod:`ssl_fed.fed.messages`): ``arrays`` +
 ``config`` in, ``arrays`` + ``metrics`` (weight 1, whitelisted scalars) out; or the legacy
@@ -12,7 +18,8 @@ The handler reads and replies in the run's layout (:mod:`ssl_fed.fed.messages`):
 Deployed sites started with ``ssl-fed site start`` set ``warm-worker=true`` in their node config:
 flwr 1.42 runs every message in a fresh process, so this module imports only flwr and numpy at
 the top, and the heavy steps (config, budget query, declared update, training) go to the site's
-long-lived worker (:mod:`ssl_fed.deploy.worker`). Without it (simulation) they run in-process.
+long-lived worker (:mod:`ssl_fed.deploy.worker`), which holds the operator's policy and applies
+it itself. Without it (simulation) they run in-process under :func:`_local_policy`.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flwr.app import Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from ssl_fed.config import ConfigError, RootConfig
@@ -33,6 +40,8 @@ from ssl_fed.fed.secagg import client_mods, reply_layout
 log = logging.getLogger("ssl_fed.client")
 
 QUERY_RECORD = "budget-query"
+POLICY_ERROR_CODE = 6
+"""flwr's ``ErrorCode.MOD_FAILED_PRECONDITION``: the reply a refused train message gets."""
 
 
 def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
@@ -71,9 +80,20 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
         return facts[key]
 
     def policy_mod(msg: Message, context: Context, call_next: Callable[..., Message]) -> Message:
+        """Refuse, before any SecAgg stage or training, a run the site's policy does not allow."""
         c = config_of(context)
-        if c.aggregation.name == "plain" and not _plain_allowed(context):
-            raise ConfigError("this site requires secure aggregation; plain rounds are refused")
+        if _warm(context):
+            codes: list[str] = _remote(context, "policy")
+        else:
+            from ssl_fed.privacy.policy import check_run
+
+            refusals = check_run(c, _local_policy(context, c))
+            for r in refusals:
+                log.warning("declined: policy: %s", r)
+            codes = [r.code for r in refusals]
+        if codes:
+            reason = f"declined: policy ({', '.join(codes)})"
+            return Message(Error(code=POLICY_ERROR_CODE, reason=reason), reply_to=msg)
         mods = client_mods(c.aggregation)
         return mods[0](msg, context, call_next) if mods else call_next(msg, context)
 
@@ -88,14 +108,10 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
         q = msg.content.config_records[QUERY_RECORD]
         run_id, rnd = str(q["run-id"]), int(q["round"])  # type: ignore[arg-type]
         if _warm(context):
-            ok, label = _remote(context, "query", run_id, rnd)
+            ok, label, code = _remote(context, "query", run_id, rnd)
         else:
-            from client import site as st
-
-            c = config_of(context)
-            info = st.site_info(c, dict(context.node_config))
-            ok, label = st.answer_budget_query(c, info, run_id, rnd), info.label
-        reply = MetricRecord({"can-train": int(ok), "site": label})
+            ok, label, code = _local_query(context, config_of(context), run_id, rnd)
+        reply = MetricRecord({"can-train": int(ok), "site": label, "declined": code})
         return Message(RecordDict({"budget": reply}), reply_to=msg)
 
     @app.train(mods=[policy_mod, guard])
@@ -108,6 +124,10 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
 
             c = config_of(context)
             info = st.site_info(c, dict(context.node_config))
+            if _local_refusals(context, c, info, run_id):
+                from ssl_fed.fed.policy import PolicyDeclinedError
+
+                raise PolicyDeclinedError(f"declined: policy (run {run_id})")
             delta, scalars = st.train_round(c, info, received, context, run_id, rnd)
         return Message(train_reply(delta, names, dict(scalars), layout(context)), reply_to=msg)
 
@@ -127,10 +147,57 @@ def _remote(context: Context, kind: str, *args: Any) -> Any:
     return call_worker(state_dir, kind, dict(context.run_config), *args)
 
 
-def _plain_allowed(context: Context) -> bool:
-    """Plain rounds only in simulation, or where the site opted in (``allow-plain=true``)."""
+def _local_policy(context: Context, cfg: RootConfig) -> Any:
+    """Return the policy of a site whose steps run in-process (no warm worker).
+
+    Simulation (``partition-id`` in the node config): one operator owns every site, so the
+    policy is the run's own config (:func:`~ssl_fed.privacy.policy.simulation_policy`). A site
+    run by hand with ``flower-supernode``: its node config's ``policy`` file, else the default
+    policy with its node config's ``epsilon-budget``. The server can change neither.
+    """
+    from pathlib import Path
+
+    from ssl_fed.privacy import policy as sp
+
     node: dict[str, Any] = dict(context.node_config)
-    return "partition-id" in node or bool(node.get("allow-plain", False))
+    if "partition-id" in node:
+        return sp.simulation_policy(cfg)
+    if "policy" in node:
+        budget = node.get("epsilon-budget")
+        return sp.load_policy(Path(str(node["policy"])), None if budget is None else float(budget))
+    if "epsilon-budget" not in node:
+        raise ConfigError(
+            'a deployed site needs a policy: node config policy="FILE" (docs/site-policy.md) '
+            "or epsilon-budget=EPS"
+        )
+    return sp.SitePolicy(epsilon_budget=float(node["epsilon-budget"]))
+
+
+def _local_refusals(context: Context, cfg: RootConfig, info: Any, run_id: str) -> list[Any]:
+    """Policy refusals for one more round of ``run_id`` at an in-process site."""
+    from client import site as st
+    from ssl_fed.fed.policy import site_refusals
+
+    site_cfg = st.site_config(cfg, info)
+
+    def round_inputs() -> tuple[Any, int]:
+        return st.site_ledger(site_cfg, info), len(st.site_data(site_cfg, info))
+
+    policy = _local_policy(context, cfg)
+    return site_refusals(cfg, site_cfg, policy, round_inputs, run_id)
+
+
+def _local_query(context: Context, cfg: RootConfig, run_id: str, rnd: int) -> tuple[bool, int, int]:
+    """Answer the budget query in-process: (can train, site label, declined code)."""
+    from client import site as st
+    from ssl_fed.privacy.policy import DECLINED_BUDGET, refusal_code
+
+    info = st.site_info(cfg, dict(context.node_config))
+    refusals = _local_refusals(context, cfg, info, run_id)
+    if refusals:
+        return False, info.label, refusal_code(refusals)
+    ok = bool(st.answer_budget_query(cfg, info, run_id, rnd))
+    return ok, info.label, 0 if ok else DECLINED_BUDGET
 
 
 app = make_client_app()
