@@ -100,7 +100,16 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
     def layout(context: Context) -> str:
         return reply_layout(config_of(context).aggregation)
 
-    guard = make_guard_mod(lambda c: declared(c)[0], lambda c: declared(c)[1], layout)
+    def budget(context: Context) -> float:
+        """Return the site's own ε budget: the top of the ε scalars the guard lets leave."""
+        if _warm(context):
+            if "budget" not in budgets:
+                budgets["budget"] = float(_remote(context, "budget"))
+            return budgets["budget"]
+        return float(_local_policy(context, config_of(context)).epsilon_budget)
+
+    budgets: dict[str, float] = {}
+    guard = make_guard_mod(lambda c: declared(c)[0], lambda c: declared(c)[1], layout, budget)
     app = ClientApp()
 
     @app.query(mods=[guard])

@@ -108,6 +108,8 @@ class SiteWorker:
             return cfg
         if kind == "policy":
             return [r.code for r in check_run(cfg, self.policy)]
+        if kind == "budget":
+            return self.policy.epsilon_budget
         info = self.st.site_info(cfg, self.node_config)
         if kind == "declared":
             channels = self.st.site_data(cfg, info).channels
