@@ -5,7 +5,9 @@ site's policy depend on what the site itself would do: the noise multiplier it w
 (from the run's target ε, its ledger and its data) and the ε this run has already spent there.
 :func:`check_round` recomputes both with the same functions training uses
 (:func:`~ssl_fed.train.local.make_schedule`, :func:`~ssl_fed.train.local.choose_noise`), so the
-site declines before anything is trained or charged.
+site declines before anything is trained or charged. Calibrating σ costs seconds, so a policy
+with no σ floor and no per-run cap below the ledger's budget skips it (the ledger's own check is
+then the binding one).
 
 Notes
 -----
@@ -38,6 +40,8 @@ def check_round(
     """Refusals for one more round of ``run_id`` on ``n`` images (``cfg``: the site's view)."""
     if ledger is None or not cfg.privacy.enabled:
         return []
+    if policy.min_noise_multiplier <= 0 and ledger.budget <= policy.run_cap:
+        return []  # no σ floor, and the ledger's own budget check is the tighter ε bound
     schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs)
     try:
         sigma = choose_noise(cfg, ledger, schedule, run_id)
