@@ -79,36 +79,10 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
             facts[key] = st.declared_update(c, channels)
         return facts[key]
 
-    def policy_mod(msg: Message, context: Context, call_next: Callable[..., Message]) -> Message:
-        """Refuse, before any SecAgg stage or training, a run the site's policy does not allow."""
-        c = config_of(context)
-        if _warm(context):
-            codes: list[str] = _remote(context, "policy")
-        else:
-            from ssl_fed.privacy.policy import check_run
-
-            refusals = check_run(c, _local_policy(context, c))
-            for r in refusals:
-                log.warning("declined: policy: %s", r)
-            codes = [r.code for r in refusals]
-        if codes:
-            reason = f"declined: policy ({', '.join(codes)})"
-            return Message(Error(code=POLICY_ERROR_CODE, reason=reason), reply_to=msg)
-        mods = client_mods(c.aggregation)
-        return mods[0](msg, context, call_next) if mods else call_next(msg, context)
-
     def layout(context: Context) -> str:
         return reply_layout(config_of(context).aggregation)
 
-    def budget(context: Context) -> float:
-        """Return the site's own ε budget: the top of the ε scalars the guard lets leave."""
-        if _warm(context):
-            if "budget" not in budgets:
-                budgets["budget"] = float(_remote(context, "budget"))
-            return budgets["budget"]
-        return float(_local_policy(context, config_of(context)).epsilon_budget)
-
-    budgets: dict[str, float] = {}
+    budget = _budget_of(config_of)
     guard = make_guard_mod(lambda c: declared(c)[0], lambda c: declared(c)[1], layout, budget)
     app = ClientApp()
 
@@ -123,7 +97,7 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
         reply = MetricRecord({"can-train": int(ok), "site": label, "declined": code})
         return Message(RecordDict({"budget": reply}), reply_to=msg)
 
-    @app.train(mods=[policy_mod, guard])
+    @app.train(mods=[_policy_mod(config_of), guard])
     def train(msg: Message, context: Context) -> Message:
         received, names, run_id, rnd = read_train_request(msg.content, layout(context))
         if _warm(context):
@@ -141,6 +115,50 @@ def make_client_app(cfg: RootConfig | None = None) -> ClientApp:
         return Message(train_reply(delta, names, dict(scalars), layout(context)), reply_to=msg)
 
     return app
+
+
+ConfigOf = Callable[[Context], RootConfig]
+
+
+def _policy_mod(config_of: ConfigOf) -> Callable[..., Message]:
+    """Build the mod that refuses, before any SecAgg stage or training, a run the policy refuses.
+
+    Warm sites ask their worker, which holds the operator's policy; in-process sites use
+    :func:`_local_policy`. A refused TRAIN message gets an error reply naming only public codes.
+    """
+
+    def policy_mod(msg: Message, context: Context, call_next: Callable[..., Message]) -> Message:
+        c = config_of(context)
+        if _warm(context):
+            codes: list[str] = _remote(context, "policy")
+        else:
+            from ssl_fed.privacy.policy import check_run
+
+            refusals = check_run(c, _local_policy(context, c))
+            for r in refusals:
+                log.warning("declined: policy: %s", r)
+            codes = [r.code for r in refusals]
+        if codes:
+            reason = f"declined: policy ({', '.join(codes)})"
+            return Message(Error(code=POLICY_ERROR_CODE, reason=reason), reply_to=msg)
+        mods = client_mods(c.aggregation)
+        return mods[0](msg, context, call_next) if mods else call_next(msg, context)
+
+    return policy_mod
+
+
+def _budget_of(config_of: ConfigOf) -> Callable[[Context], float]:
+    """Build the guard's view of the site's own ε budget (the top of the ε scalars it sends)."""
+    cached: dict[str, float] = {}
+
+    def budget(context: Context) -> float:
+        if _warm(context):
+            if "budget" not in cached:
+                cached["budget"] = float(_remote(context, "budget"))
+            return cached["budget"]
+        return float(_local_policy(context, config_of(context)).epsilon_budget)
+
+    return budget
 
 
 def _warm(context: Context) -> bool:

@@ -79,6 +79,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     link = f"127.0.0.1:{port}"
     ssl_fed = str(BIN / "ssl-fed")
     states = [tmp_path / f"state_{i}" for i in range(NUM_SITES)]
+    policy = tmp_path / "site-policy.yaml"  # these sites also accept Flower's stock SecAgg+
+    policy.write_text("aggregations: [secagg, flower-secaggplus]\n")
     out = tmp_path / "server-run"
     started = time.time()
     with processes(tmp_path / "logs") as procs:
@@ -102,7 +104,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
                 f"site{i}",
                 [ssl_fed, "site", "start", "--data", str(folder), "--state-dir", str(states[i]),
                  "--superlink", link, "--ca", str(pki.ca_cert), "--key", str(private),
-                 "--epsilon-budget", "8", "--port", str(free_port()), "--site-id", str(i)],
+                 "--epsilon-budget", "8", "--policy", str(policy), "--port", str(free_port()),
+                 "--site-id", str(i)],
                 env,
             )
         rogue = procs.start(
