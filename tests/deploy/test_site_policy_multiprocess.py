@@ -63,25 +63,62 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
     with processes(tmp_path / "logs") as procs:
         procs.start(
             "superlink",
-            [ssl_fed, "server", "start", "--state-dir", str(tmp_path / "link"),
-             "--host", "127.0.0.1", "--port", str(port), "--pki", str(tmp_path / "pki")],
+            [
+                ssl_fed,
+                "server",
+                "start",
+                "--state-dir",
+                str(tmp_path / "link"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--pki",
+                str(tmp_path / "pki"),
+            ],
             env,
         )
         wait_for_port(port)
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
-                [ssl_fed, "server", "enroll", str(public), "--superlink", link,
-                 "--ca", str(pki.ca_cert)],
+                [
+                    ssl_fed,
+                    "server",
+                    "enroll",
+                    str(public),
+                    "--superlink",
+                    link,
+                    "--ca",
+                    str(pki.ca_cert),
+                ],
                 env,
             )
             assert enroll.wait(timeout=60) == 0, procs.log(f"enroll{i}")
         for i, ((private, _), folder) in enumerate(zip(keys, folders, strict=True)):
             procs.start(
                 f"site{i}",
-                [ssl_fed, "site", "start", "--data", str(folder), "--state-dir", str(states[i]),
-                 "--superlink", link, "--ca", str(pki.ca_cert), "--key", str(private),
-                 "--epsilon-budget", "8", "--port", str(free_port()), "--site-id", str(i)],
+                [
+                    ssl_fed,
+                    "site",
+                    "start",
+                    "--data",
+                    str(folder),
+                    "--state-dir",
+                    str(states[i]),
+                    "--superlink",
+                    link,
+                    "--ca",
+                    str(pki.ca_cert),
+                    "--key",
+                    str(private),
+                    "--epsilon-budget",
+                    "8",
+                    "--port",
+                    str(free_port()),
+                    "--site-id",
+                    str(i),
+                ],
                 env,
             )
 
@@ -89,8 +126,17 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
         off = tmp_path / "run-off"
         run = procs.start(
             "run-off",
-            [ssl_fed, "run", *RUN, "privacy=off", f"out={off}", "--superlink", link,
-             "--ca", str(pki.ca_cert)],
+            [
+                ssl_fed,
+                "run",
+                *RUN,
+                "privacy=off",
+                f"out={off}",
+                "--superlink",
+                link,
+                "--ca",
+                str(pki.ca_cert),
+            ],
             env,
         )
         assert run.wait(timeout=300) == 0, procs.log("run-off")[-3000:]
