@@ -45,6 +45,11 @@ from typing import Any
 TRUSTED_ENV = "SSL_FED_TRUSTED_APPS"
 """Comma-separated app digests the launcher accepts (set by ``ssl-fed site start``)."""
 
+LOG_ENV = "SSL_FED_CLIENTAPP_LOG"
+"""File the launcher appends ClientApp warnings and errors to (``<state-dir>/clientapp.log``):
+the SuperExec discards a ClientApp's own output, so without it a refused app, a guard drop or a
+policy refusal would leave no trace at the site."""
+
 LAUNCHER_NAME = "flwr-clientapp"
 
 
@@ -163,10 +168,24 @@ def patch_runtime(trusted: Collection[str]) -> None:
     setattr(rc, "install_from_fab", verified_install)  # noqa: B010
 
 
+def log_to_site(path: str | None) -> None:
+    """Append Flower's and ssl-fed's warnings and errors to ``path`` (nothing if ``None``)."""
+    if not path:
+        return
+    import logging
+
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("flwr", "ssl_fed"):
+        logging.getLogger(name).addHandler(handler)
+
+
 def main() -> int:
     """Entry point of the launcher: Flower's ``flwr-clientapp`` behind :func:`patch_runtime`."""
     from flwr.supernode.cli.flwr_clientapp import flwr_clientapp
 
+    log_to_site(os.environ.get(LOG_ENV))
     patch_runtime(trusted_from_env())
     flwr_clientapp()
     return 0

@@ -155,12 +155,15 @@ def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
 
 def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
     """Return the SuperNode's environment: the verifying ``flwr-clientapp`` first on PATH."""
-    from ssl_fed.deploy.appcheck import TRUSTED_ENV, install_launcher
+    from ssl_fed.deploy.appcheck import LOG_ENV, TRUSTED_ENV, install_launcher
 
     env = flwr_env()
     launcher = install_launcher(state_dir / "bin")
     env["PATH"] = os.pathsep.join([str(launcher.parent), env["PATH"]])
     env[TRUSTED_ENV] = ",".join(trusted)
+    app_log = state_dir / "clientapp.log"
+    os.close(os.open(app_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    env[LOG_ENV] = str(app_log)
     env.setdefault("FLWR_HOME", str(state_dir / "flwr"))
     return env
 

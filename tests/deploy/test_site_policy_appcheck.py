@@ -112,3 +112,26 @@ def test_the_supernode_finds_the_verifying_launcher_first(tmp_path: Path, truste
     out = subprocess.run([launcher, "--help"], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--token" in out.stdout
+
+
+def test_clientapp_errors_reach_the_sites_log(tmp_path: Path) -> None:
+    # Prepare: the launcher's log setup (the SuperExec discards the ClientApp's own output)
+    import logging
+
+    path = tmp_path / "clientapp.log"
+    appcheck.log_to_site(str(path))
+    try:
+        # Execute
+        logging.getLogger("flwr").error("ClientApp raised AppRefusedError: not trusted")
+        logging.getLogger("ssl_fed.fed.guard").error("reply dropped by the guard: ε out of range")
+        logging.getLogger("ssl_fed.fed.guard").info("routine detail")
+    finally:
+        for name in ("flwr", "ssl_fed"):
+            for handler in list(logging.getLogger(name).handlers):
+                if isinstance(handler, logging.FileHandler):
+                    logging.getLogger(name).removeHandler(handler)
+                    handler.close()
+    # Assert
+    text = path.read_text()
+    assert "not trusted" in text and "dropped by the guard" in text
+    assert "routine detail" not in text
