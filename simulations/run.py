@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -85,7 +86,7 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     started = time.time()
     run_simulation(
         server_app=make_server_app(cfg, pooled=True),
-        client_app=make_client_app(cfg),
+        client_app=make_client_app(cfg, identity_secret=secrets.token_bytes(32)),
         num_supernodes=cfg.sim.num_sites,
         backend_config={
             "client_resources": {"num_cpus": cfg.sim.client_cpus, "num_gpus": 0.0},

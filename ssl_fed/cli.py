@@ -1,7 +1,9 @@
 """The ``ssl-fed`` command line: thin dispatch onto the library; Hydra overrides pass through.
 
 Every user-facing error (bad config value, bad data, a privacy setup that cannot be stated, an
-exhausted budget, a corrupt ledger) is printed as one ``error:`` line with its fix and exits 2.
+exhausted budget, a corrupt ledger, a path the file system refuses) is printed as one ``error:``
+line with its fix and exits 2; nothing is written before the inputs are checked (``out=`` too:
+:func:`~ssl_fed.config.validate_output`).
 """
 
 from __future__ import annotations
@@ -13,18 +15,19 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from ssl_fed.config import ConfigError, RootConfig, epsilon_budget, load_config
+from ssl_fed.config import ConfigError, RootConfig, epsilon_budget, load_config, validate_output
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from ssl_fed.data import DataError
+    from ssl_fed.deploy.appcheck import AppRefusedError
     from ssl_fed.deploy.flwr_cli import DeployError
     from ssl_fed.deploy.pki import PkiError
     from ssl_fed.privacy import BudgetExceededError, LedgerError, PrivacyError
     from ssl_fed.train.pretrain import WarmStartError
 
     errors = (ConfigError, DataError, PrivacyError, BudgetExceededError, LedgerError)
-    return (*errors, DeployError, PkiError, WarmStartError)
+    return (*errors, DeployError, PkiError, WarmStartError, AppRefusedError)
 
 
 def cmd_train_local(overrides: list[str]) -> int:
@@ -32,6 +35,7 @@ def cmd_train_local(overrides: list[str]) -> int:
     from ssl_fed.train.job import run_train_local
 
     cfg = load_config(overrides)
+    validate_output(cfg)
     metrics = run_train_local(cfg)
     probe = metrics["linear_probe"]
     print(f"task={metrics['task']} examples={metrics['examples']} steps={metrics['steps']}")
@@ -57,6 +61,7 @@ def cmd_pretrain_synthetic(overrides: list[str]) -> int:
     from ssl_fed.train.pretrain import pretrain_synthetic, save_warm_start
 
     cfg = load_config(overrides, config_name="pretrain")
+    validate_output(cfg)
     pt = cfg.pretrain
     model, card = pretrain_synthetic(
         cfg, family=pt.family, num_images=pt.num_images, epochs=pt.epochs
@@ -132,6 +137,7 @@ def cmd_simulate(overrides: list[str]) -> int:
         from simulations.run import simulate
     except ImportError as err:
         raise ConfigError(f"the simulation entry point is not available: {err}") from err
+    validate_output(load_config(overrides))
     metrics = simulate(overrides)
     print(json.dumps({k: metrics[k] for k in ("rounds_completed", "epsilon_max") if k in metrics}))
     return 0
@@ -187,8 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args))
         return COMMANDS[args.command][0](list(args.overrides))
     except _user_errors() as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(str(err))}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system refused a path the user named
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    """Fold a message onto one line (a user error is exactly one ``error:`` line)."""
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ field, the bad value and the fix.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,6 +187,7 @@ class RootConfig:
     sim: SimConfig = field(default_factory=SimConfig)
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
     resume: bool = False
+    overwrite: bool = False
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     out: str = "outputs/train-local"
     init: str | None = None
@@ -239,6 +241,12 @@ def _require(ok: bool, name: str, value: object, fix: str) -> None:
         raise ConfigError(f"{name}={value!r} is invalid: {fix}")
 
 
+def _require_finite_positive(value: float | None, name: str, fix: str) -> None:
+    """Refuse anything but a finite number > 0 (``inf`` and ``nan`` included); ``None`` passes."""
+    if value is not None:
+        _require(math.isfinite(value) and value > 0, name, value, f"{fix} (finite)")
+
+
 def validate_config(cfg: RootConfig) -> None:
     """Check every value that the schema's types cannot; raise :class:`ConfigError`."""
     d, p, t, pr, tr, ev = cfg.data, cfg.partition, cfg.task, cfg.privacy, cfg.train, cfg.eval
@@ -265,7 +273,7 @@ def validate_config(cfg: RootConfig) -> None:
         p.kind,
         "use iid, dirichlet or pathological",
     )
-    _require(p.alpha > 0, "partition.alpha", p.alpha, "use alpha > 0 (smaller is more skewed)")
+    _require_finite_positive(p.alpha, "partition.alpha", "use alpha > 0 (smaller is more skewed)")
     _require(p.classes_per_site >= 1, "partition.classes_per_site", p.classes_per_site, ">= 1")
     _require(
         t.name in {"rotation", "contrastive", "joint"},
@@ -274,6 +282,8 @@ def validate_config(cfg: RootConfig) -> None:
         "use rotation, contrastive or joint",
     )
     _require(t.temperature > 1e-3, "task.temperature", t.temperature, "use a value > 0.001")
+    _require_finite_positive(t.temperature, "task.temperature", "use a value > 0.001")
+    _require(bool(cfg.out.strip()), "out", cfg.out, "name an output directory, e.g. out=runs/a")
     _require(t.negatives in {"group", "batch"}, "task.negatives", t.negatives, "group|batch")
     _require(t.group_size >= 1, "task.group_size", t.group_size, "use >= 1")
     _require(
@@ -295,15 +305,12 @@ def validate_config(cfg: RootConfig) -> None:
         cfg.encoder.width,
         "use a multiple of encoder.norm_groups, >= 4",
     )
-    _require(pr.target_epsilon > 0, "privacy.target_epsilon", pr.target_epsilon, "use ε > 0")
-    _require(
-        pr.epsilon_budget is None or pr.epsilon_budget > 0,
-        "privacy.epsilon_budget",
-        pr.epsilon_budget,
-        "use a positive ε or null (= target_epsilon)",
+    _require_finite_positive(pr.target_epsilon, "privacy.target_epsilon", "use ε > 0")
+    _require_finite_positive(
+        pr.epsilon_budget, "privacy.epsilon_budget", "use a positive ε or null (= target_epsilon)"
     )
     _require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
-    _require(pr.max_grad_norm > 0, "privacy.max_grad_norm", pr.max_grad_norm, "use C > 0")
+    _require_finite_positive(pr.max_grad_norm, "privacy.max_grad_norm", "use C > 0")
     _require(
         pr.grad_method in {"vmap", "hooks"},
         "privacy.grad_method",
@@ -311,15 +318,14 @@ def validate_config(cfg: RootConfig) -> None:
         "use vmap (torch.func over units) or hooks (one batched pass)",
     )
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
-    _require(
-        pr.noise_multiplier is None or pr.noise_multiplier > 0,
-        "privacy.noise_multiplier",
+    _require_finite_positive(
         pr.noise_multiplier,
+        "privacy.noise_multiplier",
         "use σ > 0, or null to calibrate σ from target_epsilon",
     )
     _require(tr.local_epochs >= 1, "train.local_epochs", tr.local_epochs, "use >= 1")
     _require(tr.batch_size >= 1, "train.batch_size", tr.batch_size, "use >= 1")
-    _require(tr.lr > 0, "train.lr", tr.lr, "use a learning rate > 0")
+    _require_finite_positive(tr.lr, "train.lr", "use a learning rate > 0")
     _require(tr.optimizer in {"adam", "sgd"}, "train.optimizer", tr.optimizer, "adam|sgd")
     _require(tr.max_rounds >= 1, "train.max_rounds", tr.max_rounds, "use >= 1")
     _require(
@@ -368,7 +374,7 @@ def validate_federation(cfg: RootConfig) -> None:
         s.sites_per_round,
         f"use 1..sim.num_sites ({s.num_sites}) or null (= fraction x num_sites)",
     )
-    _require(s.client_cpus > 0, "sim.client_cpus", s.client_cpus, "use > 0 CPUs per site")
+    _require_finite_positive(s.client_cpus, "sim.client_cpus", "use > 0 CPUs per site")
     _require(
         s.halt_after_round is None or s.halt_after_round >= 1,
         "sim.halt_after_round",
@@ -389,20 +395,33 @@ def validate_federation(cfg: RootConfig) -> None:
         a.reconstruction_threshold,
         f"use 2 <= threshold < num_shares ({a.num_shares})",
     )
-    _require(a.clipping_range > 0, "aggregation.clipping_range", a.clipping_range, "use > 0")
+    _require_finite_positive(a.clipping_range, "aggregation.clipping_range", "use > 0")
     _require(
         2 <= a.quantization_range <= 2**24,
         "aggregation.quantization_range",
         a.quantization_range,
         "use 2..2^24 levels (the 2^32 modulus must hold the sum of all sites)",
     )
-    _require(a.timeout > 0, "aggregation.timeout", a.timeout, "use a timeout in seconds > 0")
-    _require(a.query_timeout > 0, "aggregation.query_timeout", a.query_timeout, "use > 0 s")
-    _require(a.stage_timeout > 0, "aggregation.stage_timeout", a.stage_timeout, "use > 0 s")
+    _require_finite_positive(a.timeout, "aggregation.timeout", "use a timeout in seconds > 0")
+    _require_finite_positive(a.query_timeout, "aggregation.query_timeout", "use > 0 s")
+    _require_finite_positive(a.stage_timeout, "aggregation.stage_timeout", "use > 0 s")
     if a.name == "secagg":
         from ssl_fed.fed.secagg import check_secagg_config
 
         check_secagg_config(cfg)
+
+
+def validate_output(cfg: RootConfig) -> None:
+    """Check ``out`` on disk before a command writes there: a directory, not a finished run.
+
+    A finished run (``metrics.json``) is kept unless ``overwrite=true`` (or ``resume=true``).
+    """
+    out = Path(cfg.out)
+    _require(not out.exists() or out.is_dir(), "out", cfg.out, "it is a file; name a directory")
+    finished = (out / "metrics.json").exists() and not (cfg.overwrite or cfg.resume)
+    _require(
+        not finished, "out", cfg.out, "it holds a finished run; use a new out= or overwrite=true"
+    )
 
 
 AGGREGATIONS = ("secagg", "flower-secaggplus", "plain")

@@ -41,6 +41,7 @@ from sklearn.model_selection import train_test_split
 from ssl_fed.config import DataConfig
 from ssl_fed.data.dataset import DataSplits, ImageDataset
 from ssl_fed.data.folder import load_folder
+from ssl_fed.data.npzcheck import check_npz_sizes
 from ssl_fed.data.validation import DataError, validate_images, validate_labels
 
 logger = logging.getLogger("ssl_fed.data")
@@ -148,6 +149,7 @@ def load_npz(cfg: DataConfig, path: str) -> ImageDataset:
     file = Path(path)
     if not file.is_file():
         raise DataError(f"data.path={file} does not exist; point it at a .npz file.")
+    check_npz_sizes(file)
     try:
         with np.load(file, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

@@ -199,6 +199,7 @@ def cmd_site_start(args: argparse.Namespace) -> int:
             data_format=args.data_format,
             image_size=args.image_size,
             site_id=args.site_id,
+            policy=Path(args.policy) if args.policy else None,
         )
     )
 
@@ -252,7 +253,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--superlink", required=True, help="HOST:PORT")
     p.add_argument("--ca", required=True, help="the federation's CA certificate")
     p.add_argument("--key", required=True, help="the site's private key (site keygen)")
-    p.add_argument("--epsilon-budget", type=float, required=True, help="site's lifetime ε")
+    p.add_argument("--policy", help="the site's privacy policy YAML (docs/site-policy.md)")
+    p.add_argument("--epsilon-budget", type=float, help="site's lifetime ε (or in --policy)")
     p.add_argument("--port", type=int, default=9094, help="local Runtime API port")
     p.add_argument("--data-format", choices=["folder", "npz"])
     p.add_argument("--image-size", type=int, default=8, help="side used to validate the data")

@@ -8,18 +8,30 @@ a child with TLS, the site's node-authentication key and the node config the Cli
 ``data-path``, ``data-format``, ``state-dir`` (the privacy ledger), ``epsilon-budget`` (the site's
 own lifetime ε, enforced by its ledger whatever the server's run config says) and
 ``warm-worker=true``.
+
+The site is sovereign: its privacy policy comes from the operator's ``--policy`` file and/or
+``--epsilon-budget`` (:func:`site_policy`, docs/site-policy.md), lives in the warm worker, and is
+applied there to every query and training. The SuperNode finds ``flwr-clientapp`` on a PATH whose
+first entry is ssl-fed's verifying launcher (:mod:`ssl_fed.deploy.appcheck`), so it runs only an
+app whose digest the site trusts: by default exactly the ssl-fed app installed at this site.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
+from ssl_fed.config import ConfigError
 from ssl_fed.deploy.flwr_cli import DeployError, binary, check_address, flwr_env, require_file
+
+if TYPE_CHECKING:
+    from ssl_fed.privacy.policy import SitePolicy
 
 log = logging.getLogger("ssl_fed.deploy")
 
@@ -33,11 +45,16 @@ class SiteOptions:
     superlink: str
     ca: Path
     key: Path
-    epsilon_budget: float
+    epsilon_budget: float | None = None
     port: int = 9094
     data_format: str | None = None
     image_size: int = 8
     site_id: int | None = None
+    policy: Path | None = None
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+"""The ssl-fed source tree this site runs (its app is the one the site trusts by default)."""
 
 
 def data_format(path: Path, given: str | None) -> str:
@@ -72,13 +89,33 @@ def validate_site_data(opts: SiteOptions) -> int:
     return n
 
 
-def node_config(opts: SiteOptions) -> dict[str, str | int | float | bool]:
+def site_policy(opts: SiteOptions) -> SitePolicy:
+    """Return the operator's policy: the ``--policy`` file, else defaults with ``--epsilon-budget``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the flag or the file's field (the CLI prints it and exits 2, before connecting).
+    """
+    from ssl_fed.privacy.policy import SitePolicy, load_policy
+
+    if opts.policy is not None:
+        return load_policy(require_file(opts.policy, "--policy"), opts.epsilon_budget)
+    if opts.epsilon_budget is None:
+        raise ConfigError("give --policy FILE (docs/site-policy.md) or --epsilon-budget EPS")
+    try:
+        return SitePolicy(epsilon_budget=opts.epsilon_budget)
+    except ConfigError as err:
+        raise ConfigError(f"--epsilon-budget {opts.epsilon_budget}: {err}") from None
+
+
+def node_config(opts: SiteOptions, policy: SitePolicy) -> dict[str, str | int | float | bool]:
     """Return the node config the ClientApp reads (see :func:`client.site.site_info`)."""
     cfg: dict[str, str | int | float | bool] = {
         "data-path": str(opts.data),
         "data-format": data_format(opts.data, opts.data_format),
         "state-dir": str(opts.state_dir),
-        "epsilon-budget": float(opts.epsilon_budget),
+        "epsilon-budget": float(policy.epsilon_budget),
         "warm-worker": True,
     }
     if opts.site_id is not None:
@@ -99,7 +136,7 @@ def node_config_string(cfg: dict[str, str | int | float | bool]) -> str:
     return " ".join(parts)
 
 
-def supernode_command(opts: SiteOptions) -> list[str]:
+def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
     """Build the ``flower-supernode`` command line: TLS, node auth, the node config."""
     return [
         binary("flower-supernode"),
@@ -112,8 +149,23 @@ def supernode_command(opts: SiteOptions) -> list[str]:
         "--port",
         str(opts.port),
         "--node-config",
-        node_config_string(node_config(opts)),
+        node_config_string(node_config(opts, policy)),
     ]
+
+
+def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
+    """Return the SuperNode's environment: the verifying ``flwr-clientapp`` first on PATH."""
+    from ssl_fed.deploy.appcheck import LOG_ENV, TRUSTED_ENV, install_launcher
+
+    env = flwr_env()
+    launcher = install_launcher(state_dir / "bin")
+    env["PATH"] = os.pathsep.join([str(launcher.parent), env["PATH"]])
+    env[TRUSTED_ENV] = ",".join(trusted)
+    app_log = state_dir / "clientapp.log"
+    os.close(os.open(app_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    env[LOG_ENV] = str(app_log)
+    env.setdefault("FLWR_HOME", str(state_dir / "flwr"))
+    return env
 
 
 def start_site(opts: SiteOptions) -> int:
@@ -126,21 +178,23 @@ def start_site(opts: SiteOptions) -> int:
         ca=require_file(opts.ca, "--ca"),
         key=require_file(opts.key, "--key"),
     )
-    if not opts.epsilon_budget > 0:
-        raise DeployError(f"--epsilon-budget {opts.epsilon_budget}: use a positive ε (e.g. 8)")
+    policy = site_policy(opts)
     n = validate_site_data(opts)
     print(f"site data OK: {n} images in {opts.data}", flush=True)
+    from ssl_fed.deploy.appcheck import own_app_digest
+
+    trusted = policy.trusted_apps or (own_app_digest(PROJECT_DIR),)
+    print(f"site policy: {describe_policy(policy)}; trusted app(s): {', '.join(trusted)}")
     opts.state_dir.mkdir(parents=True, exist_ok=True)
 
     from ssl_fed.deploy.worker import SiteWorker, serve
 
-    worker = SiteWorker(node_config(opts))
+    worker = SiteWorker(node_config(opts, policy), policy)
     import ssl_fed.train.local  # noqa: F401  (warm the training stack before the first round)
 
     serve(worker, opts.state_dir)
-    env = flwr_env()
-    env.setdefault("FLWR_HOME", str(opts.state_dir / "flwr"))
-    proc = subprocess.Popen(supernode_command(opts), env=env)
+    env = supernode_env(opts.state_dir, trusted)
+    proc = subprocess.Popen(supernode_command(opts, policy), env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         proc.send_signal(signum)
@@ -156,3 +210,12 @@ def start_site(opts: SiteOptions) -> int:
             flush=True,
         )
     return code
+
+
+def describe_policy(p: SitePolicy) -> str:
+    """One line for the site's console: what this site agrees to."""
+    return (
+        f"privacy {'required' if p.require_privacy else 'optional'}, ε budget {p.epsilon_budget}, "
+        f"≤ {p.run_cap} per run, δ ≤ {p.delta}, σ ≥ {p.min_noise_multiplier}, "
+        f"aggregation {'/'.join(p.aggregations)}"
+    )

@@ -18,8 +18,11 @@ Notes
 -----
 Nothing new crosses the network: the socket is local (mode 0600, in the state dir) and the
 connection is authenticated with a random key (``worker.key``, 0600) that only the site's own
-user can read. The worker uses *its own* node config (given at start-up), never one sent over
-the socket, so the ε budget and data path cannot be changed by a message. The pretext heads a
+user can read. The worker uses *its own* node config and site policy (given at start-up, from
+the operator's flags and ``--policy`` file), never ones sent over the socket, so the ε budget,
+the data path and the policy cannot be changed by a message. It checks the policy itself on
+every budget query and every training (:mod:`ssl_fed.fed.policy`), so even an app that talks to
+the socket directly cannot make it train a run the policy refuses. The pretext heads a
 site keeps between rounds live in the worker's memory per run id, which is exactly as durable
 as the SuperNode's ``Context.state`` they replace (lost on restart).
 """
@@ -34,7 +37,10 @@ import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Client, Listener
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the ClientApp imports this module for call_worker: keep torch out of it
+    from ssl_fed.privacy.policy import Refusal, SitePolicy
 
 log = logging.getLogger("ssl_fed.deploy.worker")
 
@@ -63,10 +69,11 @@ def worker_paths(state_dir: str | Path) -> tuple[Path, Path]:
 class SiteWorker:
     """Answer the ClientApp's heavy requests with warm imports, data and per-run state."""
 
-    def __init__(self, node_config: dict[str, Any]) -> None:
+    def __init__(self, node_config: dict[str, Any], policy: SitePolicy) -> None:
         from client import site as st
 
         self.node_config = dict(node_config)
+        self.policy = policy
         self.st = st
         self.configs: dict[str, Any] = {}
         self.contexts: dict[str, Any] = {}
@@ -92,21 +99,48 @@ class SiteWorker:
 
     def handle(self, request: tuple[Any, ...]) -> Any:
         """Serve one request: ``(kind, run_config, *args)``."""
+        from ssl_fed.fed.policy import PolicyDeclinedError
+        from ssl_fed.privacy.policy import DECLINED_BUDGET, check_run, refusal_code
+
         kind, run_config, *args = request
         cfg = self.config(dict(run_config))
         if kind == "config":
             return cfg
+        if kind == "policy":
+            return [r.code for r in check_run(cfg, self.policy)]
+        if kind == "budget":
+            return self.policy.epsilon_budget
         info = self.st.site_info(cfg, self.node_config)
         if kind == "declared":
             channels = self.st.site_data(cfg, info).channels
             return self.st.declared_update(cfg, channels)
         if kind == "query":
             run_id, rnd = args
-            return bool(self.st.answer_budget_query(cfg, info, run_id, rnd)), info.label
+            refusals = self.refusals(cfg, info, run_id)
+            if refusals:
+                return False, info.label, refusal_code(refusals)
+            ok = bool(self.st.answer_budget_query(cfg, info, run_id, rnd))
+            return ok, info.label, 0 if ok else DECLINED_BUDGET
         if kind == "train":
             received, run_id, rnd = args
+            refusals = self.refusals(cfg, info, run_id)
+            if refusals:
+                raise PolicyDeclinedError(
+                    f"declined: policy ({', '.join(r.code for r in refusals)})"
+                )
             return self.st.train_round(cfg, info, received, self.context(run_id), run_id, rnd)
         raise WorkerError(f"unknown worker request {kind!r}")
+
+    def refusals(self, cfg: Any, info: Any, run_id: str) -> list[Refusal]:
+        """Return the policy refusals for one more round of ``run_id`` (empty: allowed)."""
+        from ssl_fed.fed.policy import site_refusals
+
+        site_cfg = self.st.site_config(cfg, info)
+
+        def round_inputs() -> tuple[Any, int]:
+            return self.st.site_ledger(site_cfg, info), len(self.st.site_data(site_cfg, info))
+
+        return site_refusals(cfg, site_cfg, self.policy, round_inputs, run_id)
 
 
 def serve(worker: SiteWorker, state_dir: str | Path) -> threading.Thread:

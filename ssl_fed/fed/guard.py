@@ -37,12 +37,14 @@ guard would silently send what a bug put there.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 
 import numpy as np
-from flwr.app import Context, Message, MessageType, RecordDict
+from flwr.app import Array, Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.fed.arrays import ArraySpec
@@ -57,8 +59,36 @@ FIT_LAYOUT = {
 }
 """The legacy ``fitres.*`` records Flower's compat layer writes, and nothing else."""
 
-QUERY_KEYS = frozenset({"can-train", "site"})
-"""The budget query's reply: may this site train the round, and its public site label."""
+QUERY_KEYS = frozenset({"can-train", "site", "declined"})
+"""The budget query's reply: may this site train the round, its public site label, and why not
+(``declined``: 0, a site-policy refusal code, or the budget code; :mod:`ssl_fed.privacy.policy`)."""
+
+MAX_SITE_LABEL = 65535
+MAX_DECLINED_CODE = 31
+
+
+@dataclass(frozen=True)
+class ScalarRange:
+    """What a scalar's meaning allows: ``[low, high]`` (``high=None``: the site's ε budget)."""
+
+    low: float
+    high: float | None
+    integer: bool = False
+
+
+SCALAR_RANGES: dict[str, ScalarRange] = {
+    "can-train": ScalarRange(0, 1, integer=True),
+    "site": ScalarRange(-1, MAX_SITE_LABEL, integer=True),
+    "declined": ScalarRange(0, MAX_DECLINED_CODE, integer=True),
+    "epsilon": ScalarRange(0, None),
+    "epsilon-remaining": ScalarRange(0, None),
+}
+"""One range per whitelisted scalar: ε spent and ε left lie in ``[0, budget]``, ``can-train`` is
+0 or 1, the site label is a small integer (-1: none), ``declined`` a small policy code. A
+whitelisted key without a range is refused (fail closed)."""
+
+BUDGET_SLACK = 1e-9
+"""Relative slack on the ε budget bound (the accountant's float arithmetic)."""
 
 AGGREGATION_WEIGHT = 1
 """Every site's weight: uniform, because weighting by example count would reveal data size."""
@@ -77,6 +107,34 @@ def allowed_fit_metrics() -> frozenset[str]:
     return frozenset({"epsilon", "epsilon-remaining"})
 
 
+@functools.lru_cache(maxsize=256)
+def serialized_size(dtype: str, shape: tuple[int, ...]) -> int:
+    """Bytes of an ``Array`` of this dtype and shape as Flower serializes it (``.npy``)."""
+    return len(Array(np.zeros(shape, np.dtype(dtype))).data)
+
+
+def check_raw_arrays(arrays: list[Array], specs: list[ArraySpec], legacy: bool = False) -> None:
+    """Raise unless each ``Array``'s own fields and raw bytes fit its spec, then decode and check.
+
+    ``Array.numpy()`` trusts the ``.npy`` header and ignores trailing bytes, and the record's
+    ``dtype`` string is never compared with the data, so both are checked on the raw record.
+    Flower's compat layer (``legacy``) writes an empty dtype and shape; only those may stand in.
+    """
+    if len(arrays) != len(specs):
+        raise GuardError(f"update has {len(arrays)} arrays, declared {len(specs)}")
+    for arr, spec in zip(arrays, specs, strict=True):
+        fields = (arr.stype, arr.dtype, tuple(arr.shape))
+        ok = {("numpy.ndarray", spec.dtype, spec.shape)} | (
+            {("numpy.ndarray", "", ())} if legacy else set()
+        )
+        if fields not in ok:
+            raise GuardError(f"array {spec.name}: record says {fields}, declared {spec}")
+        expected = serialized_size(spec.dtype, spec.shape)
+        if len(arr.data) != expected:
+            raise GuardError(f"array {spec.name}: {len(arr.data)} raw bytes, expected {expected}")
+    check_arrays([a.numpy() for a in arrays], specs)
+
+
 def check_arrays(arrays: list[np.typing.NDArray[np.generic]], specs: list[ArraySpec]) -> None:
     """Raise unless ``arrays`` match ``specs`` one to one (shape, dtype) and are all finite."""
     if len(arrays) != len(specs):
@@ -91,8 +149,21 @@ def check_arrays(arrays: list[np.typing.NDArray[np.generic]], specs: list[ArrayS
             raise GuardError(f"array {spec.name} holds NaN or Inf")
 
 
-def check_scalars(values: Mapping[str, object], allowed: Collection[str]) -> None:
-    """Raise unless every key is whitelisted and every value is one finite number."""
+def scalar_range(key: str) -> ScalarRange:
+    """Return the range of a whitelisted scalar (:data:`SCALAR_RANGES`); raise if it has none."""
+    if key in SCALAR_RANGES:
+        return SCALAR_RANGES[key]
+    raise GuardError(f"metric {key!r} has no declared range")
+
+
+def check_scalars(
+    values: Mapping[str, object], allowed: Collection[str], budget: float | None = None
+) -> None:
+    """Raise unless every key is whitelisted and every value is one finite number in its range.
+
+    ``budget`` is the site's ε budget, the upper end of ``epsilon`` and ``epsilon-remaining``;
+    ``None`` (the server, which does not know it) checks only that they are finite and >= 0.
+    """
     extra = sorted(set(values) - set(allowed))
     if extra:
         raise GuardError(f"metrics {extra} are not whitelisted (allowed: {sorted(allowed)})")
@@ -100,6 +171,13 @@ def check_scalars(values: Mapping[str, object], allowed: Collection[str]) -> Non
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not math.isfinite(float(value)):  # type: ignore[arg-type]
             raise GuardError(f"metric {key!r} must be a finite scalar, got {type(value).__name__}")
+        r = scalar_range(key)
+        high = r.high if r.high is not None else budget
+        top = math.inf if high is None else high * (1 + BUDGET_SLACK)
+        if r.integer and type(value) is not int:
+            raise GuardError(f"metric {key!r} must be an integer")
+        if not r.low <= float(value) <= top:  # type: ignore[arg-type]
+            raise GuardError(f"metric {key!r}={value!r} is outside [{r.low}, {high}]")
 
 
 def _record_names(content: RecordDict) -> dict[str, set[str]]:
@@ -110,25 +188,33 @@ def _record_names(content: RecordDict) -> dict[str, set[str]]:
     }
 
 
-def check_fit_reply(content: RecordDict, specs: list[ArraySpec], allowed: Collection[str]) -> None:
+def check_fit_reply(
+    content: RecordDict,
+    specs: list[ArraySpec],
+    allowed: Collection[str],
+    budget: float | None = None,
+) -> None:
     """Check a legacy ``fitres.*`` reply: layout, weight 1, declared arrays, whitelisted metrics."""
     if _record_names(content) != FIT_LAYOUT:
         raise GuardError(f"reply records {_record_names(content)} differ from {FIT_LAYOUT}")
     params = content.array_records["fitres.parameters"]
     if list(params) != [str(i) for i in range(len(params))]:
         raise GuardError(f"update array keys {list(params)} are not 0..n-1")
-    check_arrays([a.numpy() for a in params.values()], specs)
+    check_raw_arrays(list(params.values()), specs, legacy=True)
     weight = dict(content.metric_records["fitres.num_examples"])
     if weight != {"num_examples": AGGREGATION_WEIGHT}:
         raise GuardError(f"aggregation weight must be exactly {AGGREGATION_WEIGHT}, got {weight}")
     status = dict(content.config_records["fitres.status"])
     if status != {"code": 0, "message": ""}:
         raise GuardError(f"status must be OK with an empty message, got {status}")
-    check_scalars(dict(content.config_records["fitres.metrics"]), allowed)
+    check_scalars(dict(content.config_records["fitres.metrics"]), allowed, budget)
 
 
 def check_train_reply(
-    content: RecordDict, specs: list[ArraySpec], allowed: Collection[str]
+    content: RecordDict,
+    specs: list[ArraySpec],
+    allowed: Collection[str],
+    budget: float | None = None,
 ) -> None:
     """Check a ``message``-layout reply: declared ``arrays``, weight 1, whitelisted scalars."""
     layout = {"array": {ARRAYS}, "metric": {METRICS}, "config": set()}
@@ -137,12 +223,12 @@ def check_train_reply(
     record = content.array_records[ARRAYS]
     if list(record) != [s.name for s in specs]:
         raise GuardError(f"update array names {list(record)} differ from the declared ones")
-    check_arrays([a.numpy() for a in record.values()], specs)
+    check_raw_arrays(list(record.values()), specs)
     metrics = dict(content.metric_records[METRICS])
     weight = metrics.pop(WEIGHT_KEY, None)
     if type(weight) is not int or weight != AGGREGATION_WEIGHT:
         raise GuardError(f"aggregation weight must be exactly {AGGREGATION_WEIGHT}, got {weight}")
-    check_scalars(metrics, allowed)
+    check_scalars(metrics, allowed, budget)
 
 
 def check_query_reply(content: RecordDict) -> None:
@@ -157,13 +243,15 @@ def make_guard_mod(
     specs: Callable[[Context], list[ArraySpec]],
     allowed: Callable[[Context], Collection[str]],
     layout: Callable[[Context], str],
+    budget: Callable[[Context], float | None] = lambda c: None,
 ) -> Mod:
     """Build the client mod that checks every reply and raises instead of sending a bad one.
 
     ``layout(context)`` names the train-reply layout the run uses (``"message"`` or ``"legacy"``,
-    from the run's config, never from the reply itself). Any exception of the handler is logged
-    in full at the site and re-raised as a :class:`GuardError` that names only its type, so no
-    exception text (paths, values) leaves.
+    from the run's config, never from the reply itself); ``budget(context)`` is the site's own ε
+    budget, the upper end of the ε scalars (:data:`SCALAR_RANGES`). Any exception of the handler
+    is logged in full at the site and re-raised as a :class:`GuardError` that names only its
+    type, so no exception text (paths, values) leaves.
     """
 
     def guard_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -173,9 +261,9 @@ def make_guard_mod(
             if reply.has_error():
                 raise GuardError("the handler replied with an error")
             if kind == MessageType.TRAIN and layout(context) == "legacy":
-                check_fit_reply(reply.content, specs(context), allowed(context))
+                check_fit_reply(reply.content, specs(context), allowed(context), budget(context))
             elif kind == MessageType.TRAIN:
-                check_train_reply(reply.content, specs(context), allowed(context))
+                check_train_reply(reply.content, specs(context), allowed(context), budget(context))
             elif kind == MessageType.QUERY:
                 check_query_reply(reply.content)
             else:

@@ -51,6 +51,7 @@ from ssl_fed import secagg as ssa
 from ssl_fed.config import AggregationConfig, ConfigError, RootConfig
 from ssl_fed.fed.guard import AGGREGATION_WEIGHT
 from ssl_fed.fed.messages import ARRAYS, WEIGHT_KEY, RoundOutcome
+from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.params import resolve_round
 
 log = logging.getLogger("ssl_fed.server")
@@ -129,10 +130,17 @@ def reply_layout(cfg: AggregationConfig) -> str:
     return "legacy" if cfg.name == "flower-secaggplus" else "message"
 
 
-def client_mods(cfg: AggregationConfig) -> list[Mod]:
-    """Return the mods a site puts *outside* its guard on the train handler."""
+def client_mods(
+    cfg: AggregationConfig, identity_of: Callable[[int], SiteIdentity] | None = None
+) -> list[Mod]:
+    """Return the mods a site puts *outside* its guard on the train handler.
+
+    ``identity_of`` (the site's signing identity, see :mod:`ssl_fed.secagg.identity`) turns on
+    signed keys and the consistency round of ssl-fed's SecAgg+; without it the protocol holds
+    against an honest-but-curious server only.
+    """
     if cfg.name == "secagg":
-        return [ssa.secagg_mod]
+        return [ssa.make_secagg_mod(identity_of=identity_of)]
     return [secaggplus_mod] if cfg.name == "flower-secaggplus" else []
 
 

@@ -82,6 +82,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
     states = [tmp_path / f"state_{i}" for i in range(NUM_SITES)]
+    policy = tmp_path / "site-policy.yaml"  # these sites also accept Flower's stock SecAgg+
+    policy.write_text("aggregations: [secagg, flower-secaggplus]\n")
     out = tmp_path / "server-run"
     started = time.time()
     with processes(tmp_path / "logs") as procs:
@@ -141,6 +143,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
                     str(private),
                     "--epsilon-budget",
                     "8",
+                    "--policy",
+                    str(policy),
                     "--port",
                     str(free_port()),
                     "--site-id",

@@ -22,7 +22,8 @@ def test_round_trip_is_lossless() -> None:
     flat = to_run_config(cfg)
     back = from_run_config(flat)
     # Assert
-    assert all("." in k or k in {"out", "resume", "state_dir", "run_id", "init"} for k in flat)
+    top = {"out", "resume", "overwrite", "state_dir", "run_id", "init"}
+    assert all("." in k or k in top for k in flat)
     assert flat["state_dir"] == "null" and flat["eval.labels_per_class"] == "[1, 5]"
     assert back == cfg
 
