@@ -106,6 +106,31 @@ def read_idx(path: str | Path) -> npt.NDArray[np.generic]:
     return array.astype(dtype.newbyteorder("="))
 
 
+def write_idx(path: str | Path, array: npt.ArrayLike, *, compress: bool | None = None) -> Path:
+    """Write ``array`` as an IDX file (gzipped when ``compress``, default: the name ends .gz).
+
+    The inverse of :func:`read_idx`: used by the benchmark to store a subset of a dataset in
+    the same format, and by tests to write tiny files.
+    """
+    file = Path(path)
+    values = np.asarray(array)
+    codes = {dtype.newbyteorder("="): code for code, dtype in DTYPES.items()}
+    native = values.dtype.newbyteorder("=")
+    if native not in codes:
+        raise DataError(
+            f"cannot store dtype {values.dtype} in IDX; use one of uint8, int8, "
+            "int16, int32, float32, float64."
+        )
+    code = codes[native]
+    header = bytes([0, 0, code, values.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in values.shape
+    )
+    payload = header + values.astype(DTYPES[code]).tobytes()
+    gz = file.name.endswith(".gz") if compress is None else compress
+    file.write_bytes(gzip.compress(payload, mtime=0) if gz else payload)
+    return file
+
+
 def _images_tensor(array: npt.NDArray[np.generic], file: Path) -> torch.Tensor:
     """Convert an IDX images array to float ``[N, C, H, W]`` in ``[0, 1]``, or raise."""
     if array.ndim == 4 and array.shape[3] in (1, 3):
