@@ -16,7 +16,7 @@ reported for the best DP row.
 
 Profiles: ``full`` is the issue's table (all 60,000 training images, 8 rounds x 2 local
 epochs). ``--quick`` is what fits a shared 2-core machine: a seeded stratified subset of the
-training split (``--train-images``, default 4,000, written as IDX files beside the official test
+training split (``--train-images``, default 3,000, written as IDX files beside the official test
 files), 2 rounds x 1 local epoch, a smaller warm start. A quick run is a smaller experiment, not
 the full table, and RESULTS.md says so. Rows already in ``OUT/utility.json`` are reused, so an
 interrupted run resumes.
@@ -60,7 +60,7 @@ PROFILES: dict[str, dict[str, int]] = {
     "quick": {
         "rounds": 2,
         "local_epochs": 1,
-        "central_epochs": 2,
+        "central_epochs": 1,
         "warm_images": 4000,
         "warm_epochs": 6,
     },
@@ -113,12 +113,16 @@ def warm_start(out: Path, base: list[str], profile: dict[str, int]) -> tuple[Pat
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the shared-machine subset")
-    parser.add_argument("--train-images", type=int, default=4000, help="quick: subset size")
-    parser.add_argument("--eps", type=float, nargs="+", default=[8.0, 3.0, 1.0])
+    parser.add_argument("--train-images", type=int, default=3000, help="quick: subset size")
+    parser.add_argument(
+        "--eps", type=float, nargs="+", default=[8.0, 3.0, 1.0], help="DP rows, run in this order"
+    )
     parser.add_argument("--data", default=FASHION_MNIST_DIR, help="the four Fashion-MNIST files")
-    parser.add_argument("--out", default="outputs/bench-fashion")
+    parser.add_argument("--out", help="default outputs/bench-fashion-<full|quickN>")
     args = parser.parse_args()
-    out, profile_name = Path(args.out), "quick" if args.quick else "full"
+    profile_name = "quick" if args.quick else "full"
+    tag = f"quick{args.train_images}" if args.quick else "full"
+    out = Path(args.out or f"outputs/bench-fashion-{tag}")
     profile = PROFILES[profile_name]
     data_dir = Path(args.data)
     if args.quick:

@@ -114,6 +114,18 @@ def _header(code: int, dims: tuple[int, ...]) -> bytes:
         (_header(0x0D, (1, 1, 1)) + np.array([2.0], ">f4").tobytes(), "pixel values span"),
         (gzip.compress(_header(0x08, (2, 4, 4)) + bytes(32))[:-9], "damaged"),
     ],
+    ids=[
+        "magic",
+        "dtype-code",
+        "truncated",
+        "trailing",
+        "zero-dim",
+        "short-header",
+        "rank",
+        "int16-images",
+        "float-range",
+        "broken-gzip",
+    ],
 )
 def test_corrupt_images_file_raises_one_error_naming_it(
     tmp_path: Path, content: bytes, message: str
@@ -135,6 +147,7 @@ def test_corrupt_images_file_raises_one_error_naming_it(
         (np.zeros(5, dtype=np.float32), "expected \\[N\\] integers"),
         (np.array([0, 1, -1, 0, 0], dtype=np.int8), "negative"),
     ],
+    ids=["count", "rank", "float", "negative"],
 )
 def test_bad_labels_file_is_named(tmp_path: Path, labels: np.ndarray, message: str) -> None:
     # Prepare
@@ -188,6 +201,7 @@ def test_config_names_match_the_loader_registry() -> None:
     assert (cfg.data.path, cfg.data.image_size, cfg.data.channels) == (FASHION_MNIST_DIR, 28, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not Path(FASHION_MNIST_DIR, "train-images-idx3-ubyte.gz").is_file(),
     reason="Debian package dataset-fashion-mnist is not installed "
