@@ -66,6 +66,12 @@ PROFILES: dict[str, dict[str, int]] = {
     },
 }
 EVAL = ["eval.labels_per_class=[1,5,10,100,-1]", "eval.draws=5", "train.progress=false"]
+PATIENT = [
+    "aggregation.query_timeout=900",
+    "aggregation.stage_timeout=900",
+    "aggregation.timeout=1800",
+]
+"""Long timeouts: on a shared 2-core machine a site's first reply (imports, data) takes > 60 s."""
 DISTRIBUTED = "federated DP+SecAgg, distributed noise"
 CENTRAL = "centralized non-private SSL (warm start)"
 ORDER = ["raw", "random", "28x28", "centralized", "federated non", "federated DP"]
@@ -182,6 +188,7 @@ def main() -> None:
         rows[-1]["pretrain_s"] = round(warm_s, 1)
     fed = [
         *base,
+        *PATIENT,
         f"init={warm}",
         f"sim.rounds={profile['rounds']}",
         f"train.local_epochs={profile['local_epochs']}",
