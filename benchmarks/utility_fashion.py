@@ -50,20 +50,8 @@ from ssl_fed.train.job import load_init, run_train_local
 from ssl_fed.train.pretrain import pretrain_synthetic, save_warm_start
 
 PROFILES: dict[str, dict[str, int]] = {
-    "full": {
-        "rounds": 8,
-        "local_epochs": 2,
-        "central_epochs": 10,
-        "warm_images": 8000,
-        "warm_epochs": 40,
-    },
-    "quick": {
-        "rounds": 2,
-        "local_epochs": 1,
-        "central_epochs": 1,
-        "warm_images": 4000,
-        "warm_epochs": 6,
-    },
+    "full": dict(rounds=8, local_epochs=2, central_epochs=10, warm_images=8000, warm_epochs=40),
+    "quick": dict(rounds=2, local_epochs=1, central_epochs=1, warm_images=4000, warm_epochs=6),
 }
 EVAL = ["eval.labels_per_class=[1,5,10,100,-1]", "eval.draws=5", "train.progress=false"]
 PATIENT = [
