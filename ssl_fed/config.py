@@ -36,7 +36,7 @@ class AugmentConfig:
 
 @dataclass
 class DataConfig:
-    """Where a site's images come from (``name`` in digits | folder | npz | synthetic-free)."""
+    """Where a site's images come from (``name`` in digits | folder | npz | idx | fashion_mnist)."""
 
     name: str = "digits"
     path: str | None = None
@@ -251,7 +251,7 @@ def validate_config(cfg: RootConfig) -> None:
     """Check every value that the schema's types cannot; raise :class:`ConfigError`."""
     d, p, t, pr, tr, ev = cfg.data, cfg.partition, cfg.task, cfg.privacy, cfg.train, cfg.eval
     _require(
-        d.name in {"digits", "folder", "npz"}, "data.name", d.name, "use digits, folder or npz"
+        d.name in DATA_NAMES, "data.name", d.name, f"use one of {', '.join(sorted(DATA_NAMES))}"
     )
     _require(d.name == "digits" or bool(d.path), "data.path", d.path, "set data.path=DIR or FILE")
     _require(4 <= d.image_size <= 64, "data.image_size", d.image_size, "use 4..64 pixels")
@@ -423,6 +423,9 @@ def validate_output(cfg: RootConfig) -> None:
         not finished, "out", cfg.out, "it holds a finished run; use a new out= or overwrite=true"
     )
 
+
+DATA_NAMES = frozenset({"digits", "folder", "npz", "idx", "fashion_mnist"})
+"""Valid ``data.name`` values (the loaders in :data:`ssl_fed.data.loaders.DATASETS`)."""
 
 AGGREGATIONS = ("secagg", "flower-secaggplus", "plain")
 """Valid ``aggregation.name`` values; the first is the default."""

@@ -6,6 +6,9 @@ Datasets (``data.name``):
   download); pixel values 0..16 are divided by 16; a fixed stratified train/test split.
 - ``folder``: a directory of PNG/JPEG files, see :mod:`ssl_fed.data.folder`.
 - ``npz``: one NumPy ``.npz`` archive (``numpy.savez``), format below.
+- ``idx``: an MNIST-format IDX images file (labels by a naming rule), see :mod:`ssl_fed.data.idx`.
+- ``fashion_mnist``: the four Fashion-MNIST IDX files in ``data.path`` (Debian's
+  ``dataset-fashion-mnist``); the official test split is the test set, see :mod:`ssl_fed.data.idx`.
 
 The ``.npz`` format
 -------------------
@@ -41,6 +44,7 @@ from sklearn.model_selection import train_test_split
 from ssl_fed.config import DataConfig
 from ssl_fed.data.dataset import DataSplits, ImageDataset
 from ssl_fed.data.folder import load_folder
+from ssl_fed.data.idx import load_fashion_mnist, load_idx
 from ssl_fed.data.npzcheck import check_npz_sizes
 from ssl_fed.data.validation import DataError, validate_images, validate_labels
 
@@ -187,7 +191,8 @@ def _path_splits(load: PathLoader) -> Callable[[DataConfig], DataSplits]:
         if test.labels is None:
             raise DataError(
                 f"data.test_path={cfg.test_path} has no labels, but the test split exists for "
-                "evaluation; use class sub-folders (folder) or a 'labels' array (npz)."
+                "evaluation; use class sub-folders (folder), a 'labels' array (npz) or a labels "
+                "file named by the IDX rule (idx: *-labels-idx1-ubyte[.gz])."
             )
         return DataSplits(train, test)
 
@@ -198,6 +203,8 @@ DATASETS: dict[str, Callable[[DataConfig], DataSplits]] = {
     "digits": load_digits_splits,
     "folder": _path_splits(load_folder),
     "npz": _path_splits(load_npz),
+    "idx": _path_splits(load_idx),
+    "fashion_mnist": load_fashion_mnist,
 }
 
 
