@@ -101,6 +101,6 @@ def test_an_os_error_is_one_error_line(capsys, monkeypatch: pytest.MonkeyPatch) 
     def denied(overrides: list[str]) -> int:
         raise PermissionError(13, "Permission denied", "/srv/site/ledger.jsonl")
 
-    monkeypatch.setitem(cli.COMMANDS, "ledger", (denied, "test"))
+    monkeypatch.setitem(cli.COMMANDS, "train-local", (denied, "test"))
     # Execute / Assert
-    _refused(capsys, ["ledger", "show"], "/srv/site/ledger.jsonl: Permission denied")
+    _refused(capsys, ["train-local"], "/srv/site/ledger.jsonl: Permission denied")
