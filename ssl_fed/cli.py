@@ -130,8 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("action", choices=["show"], help="what to do with the ledger")
         p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     from ssl_fed.deploy.commands import register
+    from ssl_fed.serve.commands import register as register_serving
 
     register(sub)
+    register_serving(sub)
     return parser
 
 
