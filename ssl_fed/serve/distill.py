@@ -36,7 +36,8 @@ from ssl_fed.serve.quantize import quantize_export, synthetic_family, synthetic_
 from ssl_fed.serve.runtime import ServedModel, load_served
 
 TEACHER_ONLY = ("linear_probe", "knn_accuracy", "evaluated_round", "quantization")
-"""Card fields that describe the teacher's weights, not the student's: cleared on the copy."""
+"""Card fields that describe the teacher's weights, not the student's: set to None on the copy
+(the student's own probe, on public data, is in its ``distillation`` section)."""
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def train_student(teacher: ServedModel, opts: DistillOptions) -> tuple[ConvGNEnc
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
         schedule.step()
-    return student.eval(), float(loss)
+    return student.eval(), float(loss.detach())
 
 
 def _sha256(path: Path) -> str:
@@ -128,7 +129,7 @@ def distill(
     size, channels = teacher.image_size, teacher.channels
     example = torch.zeros(2, channels, size, size)
     written = write_encoder(FeatureEncoder(student).eval(), fmt, out, example)
-    card = {k: v for k, v in copy.deepcopy(teacher_card).items() if k not in TEACHER_ONLY}
+    card = copy.deepcopy(teacher_card) | dict.fromkeys(TEACHER_ONLY)
     family = synthetic_family(channels)
     card["exported"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     card["distillation"] = {
