@@ -1,0 +1,167 @@
+"""Serving cost of the released encoder: fp32 / int8 / distilled / distilled + int8 (issue 19).
+
+Exports the run's encoder to ONNX with an int8 copy (`ssl-fed export --format onnx --quantize
+int8`), distils a narrower student on synthetic images (`ssl-fed distill`, also with an int8
+copy), then measures each with onnxruntime on this CPU: parameters, file size, latency per image
+at batch 1 and throughput at batch 256 (1 and 2 intra-op threads, median of repeats), and the
+linear probe on digits' public split at 10 labels per class and all labels. Records the
+`serving` section of RESULTS.md with the machine's load average, and the targets met or missed.
+
+Usage: python benchmarks/serving.py --run RUN_FOLDER [--width 12] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.record import machine, update_section
+from ssl_fed.export import export_run, load_run
+from ssl_fed.serve.distill import DistillOptions, distill
+from ssl_fed.serve.probe import probe_public
+from ssl_fed.serve.quantize import synthetic_images
+from ssl_fed.serve.runtime import load_served
+
+TARGETS = "int8: >= 3x smaller, >= 1.5x fp32 throughput at batch 256, <= 1 point probe loss; "
+TARGETS += "distilled: >= 4x fewer parameters, <= 2 points probe loss"
+
+
+def timing(path: Path, threads: int, batch: int, repeats: int) -> float:
+    """Median seconds of one `run` on a batch of synthetic images."""
+    model = load_served(path, threads=threads)
+    x = synthetic_images(batch, model.image_size, model.channels, seed=7)
+    for _ in range(3):
+        model.run(x)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.run(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(name: str, path: Path, params: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"name": name, "file": path.name, "params": params}
+    row["bytes"] = path.stat().st_size
+    for threads in (1, 2):
+        row[f"latency_ms_{threads}t"] = 1000 * timing(path, threads, 1, 300)
+        row[f"throughput_{threads}t"] = 256 / timing(path, threads, 256, 30)
+    row["probe"] = probe_public(load_served(path), draws=5)["accuracy"]
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def verdicts(rows: dict[str, dict[str, Any]]) -> list[str]:
+    fp32 = rows["fp32"]
+    lines = []
+    for base, quant in (("fp32", "int8"), ("distilled", "distilled + int8")):
+        b, q = rows[base], rows[quant]
+        smaller = b["bytes"] / q["bytes"]
+        speed = {t: q[f"throughput_{t}t"] / b[f"throughput_{t}t"] for t in (1, 2)}
+        loss = {k: 100 * (b["probe"][k] - q["probe"][k]) for k in ("10", "all")}
+        ok = smaller >= 3 and min(speed.values()) >= 1.5 and max(loss.values()) <= 1
+        lines.append(
+            f"- {quant} vs {base}: {smaller:.2f}x smaller (target >= 3x), throughput "
+            f"{speed[1]:.2f}x / {speed[2]:.2f}x at 1 / 2 threads (target >= 1.5x), probe loss "
+            f"{loss['10']:+.1f} / {loss['all']:+.1f} points at 10 / all (target <= 1): "
+            f"{'met' if ok else 'missed'}"
+        )
+    d = rows["distilled"]
+    fewer = fp32["params"] / d["params"]
+    loss = {k: 100 * (fp32["probe"][k] - d["probe"][k]) for k in ("10", "all")}
+    ok = fewer >= 4 and max(loss.values()) <= 2
+    lines.append(
+        f"- distilled vs fp32: {fewer:.2f}x fewer parameters (target >= 4x), probe loss "
+        f"{loss['10']:+.1f} / {loss['all']:+.1f} points at 10 / all (target <= 2): "
+        f"{'met' if ok else 'missed'}"
+    )
+    return lines
+
+
+def table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| model | params | file KiB | latency b=1 ms (1t / 2t) | throughput b=256 img/s "
+        "(1t / 2t) | probe k=10 / all % |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['params']:,} | {r['bytes'] / 1024:.0f} | "
+            f"{r['latency_ms_1t']:.3f} / {r['latency_ms_2t']:.3f} | "
+            f"{r['throughput_1t']:,.0f} / {r['throughput_2t']:,.0f} | "
+            f"{100 * r['probe']['10']:.1f} / {100 * r['probe']['all']:.1f} |"
+        )
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="a finished run folder (out=)")
+    parser.add_argument("--width", type=int, default=12, help="student width (teacher: 32)")
+    parser.add_argument("--epochs", type=int, default=30, help="distillation epochs")
+    parser.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
+    parser.add_argument("--out", help="keep exports here (default: a temporary folder)")
+    parser.add_argument("--note", default="", help="where the run came from, for the record")
+    args = parser.parse_args()
+    root = Path(args.out or tempfile.mkdtemp(prefix="ssl-fed-serving-"))
+    load_before = os.getloadavg()
+    start = time.time()
+    export_run(args.run, "onnx", root / "fp32", quantize="int8")
+    opts = DistillOptions(width=args.width, images_per_epoch=args.images, epochs=args.epochs)
+    distill(root / "fp32", root / "student", opts, quantize="int8", measure_probe=False)
+    card = json.loads((root / "student" / "model_card.json").read_text())
+    student_params = int(card["distillation"]["student"]["params"])
+    teacher_params = sum(p.numel() for p in load_run(args.run)[2].parameters())
+    rows = {
+        "fp32": measure("fp32", root / "fp32" / "encoder.onnx", teacher_params),
+        "int8": measure("int8", root / "fp32" / "encoder.int8.onnx", teacher_params),
+        "distilled": measure("distilled", root / "student" / "encoder.onnx", student_params),
+        "distilled + int8": measure(
+            "distilled + int8", root / "student" / "encoder.int8.onnx", student_params
+        ),
+    }
+    load_after = os.getloadavg()
+    lines = table(rows)
+    checks = verdicts(rows)
+    print("\n".join([*lines, "", *checks]))
+    update_section(
+        "serving",
+        "\n".join(
+            [
+                "## Serving the encoder: int8 and distillation (`python benchmarks/serving.py`)",
+                "",
+                f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, "
+                f"{load_after[0]:.1f} after (a 2-core machine shared with other jobs: absolute "
+                f"times are noisy, ratios less so). Total {time.time() - start:.0f} s. "
+                f"Encoder: {args.note or args.run}. onnxruntime CPU, median of 300 runs "
+                "(batch 1) / 30 runs (batch 256) after 3 warm-ups; 1t / 2t = intra-op threads. "
+                "int8: ONNX Runtime static quantization of the convolutions (QLinearConv, "
+                "per-channel int8 weights, uint8 activations) calibrated on 512 synthetic stroke "
+                "images. Distilled: "
+                f"cnn_gn width {args.width} trained on synthetic strokes only "
+                f"({opts.epochs} epochs x {opts.images_per_epoch} fresh images). Probe: "
+                "logistic regression on frozen features, digits' public split (1257 / 540), "
+                "k=10 averaged over 5 label draws. Targets: " + TARGETS + ".",
+                "",
+                *lines,
+                "",
+                *checks,
+            ]
+        ),
+    )
+    if not args.out:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
