@@ -8,6 +8,7 @@ linear probe on digits' public split at 10 labels per class and all labels. Reco
 `serving` section of RESULTS.md with the machine's load average, and the targets met or missed.
 
 Usage: python benchmarks/serving.py --run RUN_FOLDER [--width 12] [--out DIR]
+       python benchmarks/serving.py --warm-start DIR   (a `pretrain-synthetic` encoder instead)
 """
 
 from __future__ import annotations
@@ -25,15 +26,52 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
+
 from benchmarks.record import machine, update_section
-from ssl_fed.export import export_run, load_run
+from ssl_fed.export import FeatureEncoder, export_run, load_run, write_card, write_encoder
+from ssl_fed.models import ConvGNEncoder
 from ssl_fed.serve.distill import DistillOptions, distill
 from ssl_fed.serve.probe import probe_public
-from ssl_fed.serve.quantize import synthetic_images
+from ssl_fed.serve.quantize import quantize_export, synthetic_images
 from ssl_fed.serve.runtime import load_served
+from ssl_fed.train.pretrain import load_warm_start
 
 TARGETS = "int8: >= 3x smaller, >= 1.5x fp32 throughput at batch 256, <= 1 point probe loss; "
 TARGETS += "distilled: >= 4x fewer parameters, <= 2 points probe loss"
+
+
+def export_warm_start(warm: Path, out: Path) -> int:
+    """Export a warm-start encoder like `ssl-fed export --format onnx --quantize int8` would.
+
+    A warm start has no run folder; its card states ε = 0 for every site (no site data), which
+    is what the export card carries. Returns the encoder's parameter count.
+    """
+    state, warm_card = load_warm_start(warm)
+    enc = warm_card["encoder"]
+    size, channels = int(warm_card["image_size"]), int(warm_card["channels"])
+    encoder = ConvGNEncoder(channels, width=enc["width"], norm_groups=enc["norm_groups"])
+    encoder.load_state_dict(state)
+    out.mkdir(parents=True, exist_ok=True)
+    example = torch.zeros(2, channels, size, size)
+    written = write_encoder(FeatureEncoder(encoder).eval(), "onnx", out, example)
+    unknown = ("delta", "accountant", "secure_aggregation", "aggregation", "linear_probe")
+    card: dict[str, Any] = dict.fromkeys((*unknown, "knn_accuracy", "evaluated_round"))
+    card |= {
+        "run_id": f"warm start {warm}",
+        "privacy_unit": warm_card["privacy"],
+        "epsilon_max": warm_card["epsilon_per_site"],
+        "epsilon_per_site": {},
+        "rounds": 0,
+        "sites": [],
+        "data": {"image_size": size, "channels": channels},
+        "initialisation": {k: warm_card[k] for k in ("kind", "family", "num_images", "epochs")},
+        "config_sha256": "",
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    card["quantization"], _ = quantize_export(written[0], size, channels)
+    write_card(card, out)
+    return int(sum(p.numel() for p in encoder.parameters()))
 
 
 def timing(path: Path, threads: int, batch: int, repeats: int) -> float:
@@ -106,7 +144,9 @@ def table(rows: dict[str, dict[str, Any]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="a finished run folder (out=)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="a finished run folder (out=)")
+    source.add_argument("--warm-start", help="a `pretrain-synthetic` folder, if no run is around")
     parser.add_argument("--width", type=int, default=12, help="student width (teacher: 32)")
     parser.add_argument("--epochs", type=int, default=30, help="distillation epochs")
     parser.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
@@ -116,12 +156,15 @@ def main() -> None:
     root = Path(args.out or tempfile.mkdtemp(prefix="ssl-fed-serving-"))
     load_before = os.getloadavg()
     start = time.time()
-    export_run(args.run, "onnx", root / "fp32", quantize="int8")
+    if args.run:
+        export_run(args.run, "onnx", root / "fp32", quantize="int8")
+        teacher_params = sum(p.numel() for p in load_run(args.run)[2].parameters())
+    else:
+        teacher_params = export_warm_start(Path(args.warm_start), root / "fp32")
     opts = DistillOptions(width=args.width, images_per_epoch=args.images, epochs=args.epochs)
     distill(root / "fp32", root / "student", opts, quantize="int8", measure_probe=False)
     card = json.loads((root / "student" / "model_card.json").read_text())
     student_params = int(card["distillation"]["student"]["params"])
-    teacher_params = sum(p.numel() for p in load_run(args.run)[2].parameters())
     rows = {
         "fp32": measure("fp32", root / "fp32" / "encoder.onnx", teacher_params),
         "int8": measure("int8", root / "fp32" / "encoder.int8.onnx", teacher_params),
@@ -143,8 +186,9 @@ def main() -> None:
                 f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, "
                 f"{load_after[0]:.1f} after (a 2-core machine shared with other jobs: absolute "
                 f"times are noisy, ratios less so). Total {time.time() - start:.0f} s. "
-                f"Encoder: {args.note or args.run}. onnxruntime CPU, median of 300 runs "
-                "(batch 1) / 30 runs (batch 256) after 3 warm-ups; 1t / 2t = intra-op threads. "
+                f"Encoder: {args.note or args.run or args.warm_start}. onnxruntime CPU, median "
+                "of 300 runs (batch 1) / 30 runs (batch 256) after 3 warm-ups; 1t / 2t = "
+                "intra-op threads. "
                 "int8: ONNX Runtime static quantization of the convolutions (QLinearConv, "
                 "per-channel int8 weights, uint8 activations) calibrated on 512 synthetic stroke "
                 "images. Distilled: "
