@@ -10,7 +10,8 @@ import torch
 
 import ssl_fed.data.folder
 import ssl_fed.data.loaders
-from ssl_fed.export import ExportError, export_run
+from ssl_fed.cli import main
+from ssl_fed.export import export_run
 from ssl_fed.serve.distill import DistillOptions, distill
 from ssl_fed.serve.quantize import quantize_onnx, synthetic_images
 from ssl_fed.serve.runtime import load_served
@@ -89,12 +90,15 @@ def test_distilled_student_moves_towards_the_teacher(tmp_path, teacher):
     assert b["final_loss"] < a["final_loss"]
 
 
-def test_a_teacher_without_a_card_is_refused_before_training(tmp_path):
+def test_a_teacher_without_a_card_is_one_error_line_before_training(tmp_path, capsys):
     # Prepare: a run folder has a checkpoint but no exported card
     write_run(tmp_path / "run", EPS)
-    # Execute / Assert
-    with pytest.raises(ExportError, match=r"model_card\.json"):
-        distill(tmp_path / "run", tmp_path / "out", DistillOptions(width=4))
+    args = ["distill", "--teacher", str(tmp_path / "run"), "--width", "4"]
+    # Execute
+    code = main([*args, "--out", str(tmp_path / "out")])
+    # Assert
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "model_card.json" in err[0]
     assert not (tmp_path / "out").exists()
 
 
