@@ -160,9 +160,8 @@ def test_int8_is_close_to_fp32_and_the_card_says_how(onnx_export):
     assert np.linalg.norm(got - expected) <= INT8_TOLERANCE * np.linalg.norm(expected)
     quant = json.loads((out / "model_card.json").read_text())["quantization"]
     assert "static quantization" in quant["method"]
-    assert quant["calibration_data"].startswith("synthetic:strokes") and "no site data" in (
-        quant["calibration_data"]
-    )
+    calibration = quant["calibration_data"]
+    assert calibration.startswith("synthetic:strokes") and "no site data" in calibration
     assert quant["size_bytes"]["int8"] < quant["size_bytes"]["fp32"]
     probe = quant["probe"]
     assert "digits" in probe["data"] and set(probe["fp32"]) == {"10", "all"}
