@@ -74,29 +74,48 @@ def export_warm_start(warm: Path, out: Path) -> int:
     return int(sum(p.numel() for p in encoder.parameters()))
 
 
-def timing(path: Path, threads: int, batch: int, repeats: int) -> float:
-    """Median seconds of one `run` on a batch of synthetic images."""
-    model = load_served(path, threads=threads)
-    x = synthetic_images(batch, model.image_size, model.channels, seed=7)
-    for _ in range(3):
-        model.run(x)
-    times = []
+def interleaved_timings(paths: dict[str, Path], repeats: int) -> dict[str, dict[str, float]]:
+    """Median latency (batch 1, ms) and throughput (batch 256, img/s) per model and thread count.
+
+    Repeats go round-robin over every (model, threads, batch) so that the shared machine's load
+    swings hit all models alike; 3 warm-up runs each first.
+    """
+    cases = {}
+    for name, path in paths.items():
+        for threads in (1, 2):
+            model = load_served(path, threads=threads)
+            for batch in (1, 256):
+                x = synthetic_images(batch, model.image_size, model.channels, seed=7)
+                for _ in range(3):
+                    model.run(x)
+                cases[(name, threads, batch)] = (model, x, [])
     for _ in range(repeats):
-        start = time.perf_counter()
-        model.run(x)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for (_, _, batch), (model, x, times) in cases.items():
+            for _k in range(10 if batch == 1 else 1):
+                begin = time.perf_counter()
+                model.run(x)
+                times.append(time.perf_counter() - begin)
+    out: dict[str, dict[str, float]] = {name: {} for name in paths}
+    for (name, threads, batch), (_, _, times) in cases.items():
+        median = statistics.median(times)
+        if batch == 1:
+            out[name][f"latency_ms_{threads}t"] = 1000 * median
+        else:
+            out[name][f"throughput_{threads}t"] = 256 / median
+    return out
 
 
-def measure(name: str, path: Path, params: int) -> dict[str, Any]:
-    row: dict[str, Any] = {"name": name, "file": path.name, "params": params}
-    row["bytes"] = path.stat().st_size
-    for threads in (1, 2):
-        row[f"latency_ms_{threads}t"] = 1000 * timing(path, threads, 1, 300)
-        row[f"throughput_{threads}t"] = 256 / timing(path, threads, 256, 30)
-    row["probe"] = probe_public(load_served(path), draws=5)["accuracy"]
-    print(json.dumps(row), flush=True)
-    return row
+def measure(paths: dict[str, Path], params: dict[str, int]) -> dict[str, dict[str, Any]]:
+    """One row per model: parameters, file size, timings and the public probe."""
+    timings = interleaved_timings(paths, repeats=30)
+    rows = {}
+    for name, path in paths.items():
+        row: dict[str, Any] = {"params": params[name], "bytes": path.stat().st_size}
+        row |= timings[name]
+        row["probe"] = probe_public(load_served(path), draws=5)["accuracy"]
+        print(name, json.dumps(row), flush=True)
+        rows[name] = row
+    return rows
 
 
 def verdicts(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -142,6 +161,30 @@ def table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def prepare(args: argparse.Namespace, root: Path, opts: DistillOptions) -> int:
+    """Export (fp32 + int8) and distil (+ int8) into ``root``; return the teacher's parameters.
+
+    With ``--reuse`` and both model cards already in ``root``, only the parameters are read.
+    """
+    if args.reuse and (root / "student" / "model_card.json").is_file():
+        return weights(args)
+    if args.run:
+        export_run(args.run, "onnx", root / "fp32", quantize="int8")
+        teacher = sum(p.numel() for p in load_run(args.run)[2].parameters())
+    else:
+        teacher = export_warm_start(Path(args.warm_start), root / "fp32")
+    distill(root / "fp32", root / "student", opts, quantize="int8", measure_probe=False)
+    return teacher
+
+
+def weights(args: argparse.Namespace) -> int:
+    """The teacher's parameter count, from its run or warm start (not from the ONNX graph)."""
+    if args.run:
+        return sum(p.numel() for p in load_run(args.run)[2].parameters())
+    state, _ = load_warm_start(args.warm_start)
+    return int(sum(t.numel() for t in state.values()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group(required=True)
@@ -151,28 +194,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30, help="distillation epochs")
     parser.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
     parser.add_argument("--out", help="keep exports here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="reuse exports already in --out")
     parser.add_argument("--note", default="", help="where the run came from, for the record")
     args = parser.parse_args()
     root = Path(args.out or tempfile.mkdtemp(prefix="ssl-fed-serving-"))
     load_before = os.getloadavg()
     start = time.time()
-    if args.run:
-        export_run(args.run, "onnx", root / "fp32", quantize="int8")
-        teacher_params = sum(p.numel() for p in load_run(args.run)[2].parameters())
-    else:
-        teacher_params = export_warm_start(Path(args.warm_start), root / "fp32")
     opts = DistillOptions(width=args.width, images_per_epoch=args.images, epochs=args.epochs)
-    distill(root / "fp32", root / "student", opts, quantize="int8", measure_probe=False)
+    teacher_params = prepare(args, root, opts)
     card = json.loads((root / "student" / "model_card.json").read_text())
     student_params = int(card["distillation"]["student"]["params"])
-    rows = {
-        "fp32": measure("fp32", root / "fp32" / "encoder.onnx", teacher_params),
-        "int8": measure("int8", root / "fp32" / "encoder.int8.onnx", teacher_params),
-        "distilled": measure("distilled", root / "student" / "encoder.onnx", student_params),
-        "distilled + int8": measure(
-            "distilled + int8", root / "student" / "encoder.int8.onnx", student_params
-        ),
+    paths = {
+        "fp32": root / "fp32" / "encoder.onnx",
+        "int8": root / "fp32" / "encoder.int8.onnx",
+        "distilled": root / "student" / "encoder.onnx",
+        "distilled + int8": root / "student" / "encoder.int8.onnx",
     }
+    params = dict.fromkeys(["fp32", "int8"], teacher_params)
+    rows = measure(paths, params | dict.fromkeys(["distilled", "distilled + int8"], student_params))
     load_after = os.getloadavg()
     lines = table(rows)
     checks = verdicts(rows)
@@ -185,10 +224,15 @@ def main() -> None:
                 "",
                 f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, "
                 f"{load_after[0]:.1f} after (a 2-core machine shared with other jobs: absolute "
-                f"times are noisy, ratios less so). Total {time.time() - start:.0f} s. "
-                f"Encoder: {args.note or args.run or args.warm_start}. onnxruntime CPU, median "
-                "of 300 runs (batch 1) / 30 runs (batch 256) after 3 warm-ups; 1t / 2t = "
-                "intra-op threads. "
+                f"times are noisy, ratios less so). {time.time() - start:.0f} s"
+                + (
+                    " (measurement only: exports and student reused from --out). "
+                    if args.reuse
+                    else ". "
+                )
+                + f"Encoder: {args.note or args.run or args.warm_start}. onnxruntime CPU, median "
+                "of 300 runs (batch 1) / 30 runs (batch 256) after 3 warm-ups, interleaved "
+                "over the models so load swings hit all alike; 1t / 2t = intra-op threads. "
                 "int8: ONNX Runtime static quantization of the convolutions (QLinearConv, "
                 "per-channel int8 weights, uint8 activations) calibrated on 512 synthetic stroke "
                 "images. Distilled: "
