@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -172,17 +174,25 @@ def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor)
         torch.jit.trace(module, example).save(str(path))  # type: ignore[no-untyped-call]
         return [path]
     require_onnx()
-    torch.onnx.export(
-        module,
-        (example,),
-        str(path),
-        dynamo=True,
-        external_data=False,
-        input_names=["images"],
-        output_names=["features"],
-        dynamic_shapes=({0: torch.export.Dim("n")},),
-        verbose=False,
-    )
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)  # "torchvision is not installed": no torchvision op is used
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_shapes=({0: torch.export.Dim("n")},),
+                verbose=False,
+            )
+    finally:
+        registry.setLevel(level)
     return [path, *(p for p in [path.with_name(path.name + ".data")] if p.exists())]
 
 
