@@ -4,6 +4,12 @@ The exported module's ``forward`` is the encoder's ``features`` (the frozen repr
 probes evaluate), so a user gets exactly what the card's probe numbers describe. Every privacy
 number on the card is *read* from the run (``metrics.json``, written from the sites' ledgers or
 their reported ε), never typed: a card cannot claim more privacy than the run recorded.
+
+ONNX is written by ``torch.onnx.export(dynamo=True)`` (it needs the ``onnx`` and ``onnxscript``
+packages of the ``export`` extra) as one self-contained file: ``external_data=False`` keeps the
+weights inside ``encoder.onnx`` (the encoder is far below ONNX's 2 GB protobuf limit), so no
+``encoder.onnx.data`` has to travel beside it. ``--quantize int8`` adds an int8 copy
+(:mod:`ssl_fed.serve.quantize`); its facts go on the same card.
 """
 
 from __future__ import annotations
@@ -11,18 +17,28 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from ssl_fed.config import ConfigError
+
 CHECKPOINT = "checkpoints/last.pt"
 PRIVACY_UNIT = "one original image at one site (all its views clipped together)"
+EXPORT_EXTRA = "pip install 'ssl-fed[export]' (onnx, onnxscript, onnxruntime)"
+FORMATS = {"torchscript": "encoder.pt", "onnx": "encoder.onnx"}
+"""Export formats and the file each writes."""
 
 
-class ExportError(ValueError):
-    """The run cannot be exported; the message names the missing file and the fix."""
+class ExportError(ConfigError):
+    """The run cannot be exported; the message names the missing file and the fix.
+
+    A :class:`~ssl_fed.config.ConfigError`, so the CLI prints one ``error:`` line and exits 2.
+    """
 
 
 class FeatureEncoder(nn.Module):
@@ -44,6 +60,11 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], dict[str, Any], nn.Module
     from ssl_fed.fed import arrays as fa
     from ssl_fed.models import build_model
 
+    if not Path(run).is_dir():
+        raise ExportError(
+            f"run folder {run} does not exist: --run must be the out= folder of a finished run "
+            "(it holds checkpoints/last.pt)"
+        )
     path = Path(run) / CHECKPOINT
     if not path.is_file():
         raise ExportError(
@@ -92,6 +113,10 @@ def model_card(ckpt: dict[str, Any], metrics: dict[str, Any], channels: int) -> 
     }
 
 
+EXTRA_SECTIONS = ("quantization", "distillation")
+"""Card sections added by serving steps (int8 copy, distilled student), rendered when present."""
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     """Render the card as Markdown."""
     eps = card["epsilon_per_site"]
@@ -112,6 +137,11 @@ def card_markdown(card: dict[str, Any]) -> str:
             f"- **Initialisation:** `{json.dumps(card['initialisation'])}`",
             f"- **Linear probe:** {card['linear_probe']}; **kNN:** {card['knn_accuracy']} "
             f"(round {card['evaluated_round']})",
+            *[
+                f"- **{k.capitalize()}:** `{json.dumps(card[k])}`"
+                for k in EXTRA_SECTIONS
+                if k in card
+            ],
             f"- **Config SHA-256:** `{card['config_sha256']}`",
             f"- **Exported:** {card['exported']}",
             "",
@@ -121,29 +151,100 @@ def card_markdown(card: dict[str, Any]) -> str:
     )
 
 
-def export_run(run: str | Path, fmt: str, out: str | Path) -> list[Path]:
-    """Export the encoder of ``run`` as ``fmt`` (torchscript | onnx) plus the card; return paths."""
+def require_onnx() -> None:
+    """Raise :class:`ExportError` naming the ``export`` extra unless ONNX export can run."""
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise ExportError(f"--format onnx needs the {err.name} package: {EXPORT_EXTRA}") from err
+
+
+def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor) -> list[Path]:
+    """Write ``module`` (``[N, C, H, W] -> [N, D]``) as ``fmt`` into ``out``; return the files.
+
+    ONNX gets a dynamic batch axis, input ``images`` and output ``features``, and no external
+    data file; any file the exporter still writes beside the model is returned too, so the
+    caller lists everything it wrote.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt}: use one of {sorted(FORMATS)}")
+    path = out / FORMATS[fmt]
+    if fmt == "torchscript":
+        torch.jit.trace(module, example).save(str(path))  # type: ignore[no-untyped-call]
+        return [path]
+    require_onnx()
+    registry = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registry.level
+    registry.setLevel(logging.ERROR)  # "torchvision is not installed": no torchvision op is used
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations
+            torch.onnx.export(
+                module,
+                (example,),
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=["images"],
+                output_names=["features"],
+                dynamic_shapes=({0: torch.export.Dim("n")},),
+                verbose=False,
+            )
+    finally:
+        registry.setLevel(level)
+    return [path, *(p for p in [path.with_name(path.name + ".data")] if p.exists())]
+
+
+def write_card(card: dict[str, Any], out: Path) -> list[Path]:
+    """Write ``model_card.json`` and ``model_card.md``; return both paths."""
+    (out / "model_card.json").write_text(json.dumps(card, indent=2))
+    (out / "model_card.md").write_text(card_markdown(card))
+    return [out / "model_card.json", out / "model_card.md"]
+
+
+def export_run(
+    run: str | Path, fmt: str, out: str | Path, *, quantize: str | None = None
+) -> list[Path]:
+    """Export the encoder of ``run`` as ``fmt`` plus the card; return every path written.
+
+    Parameters
+    ----------
+    run
+        A finished run's folder (``out=``), holding ``checkpoints/last.pt``.
+    fmt
+        ``torchscript`` or ``onnx``.
+    out
+        Destination folder (created).
+    quantize
+        ``"int8"`` also writes ``encoder.int8.onnx`` (ONNX only), calibrated on synthetic
+        images; the card's ``quantization`` section records how and what it cost.
+
+    Raises
+    ------
+    ExportError
+        A missing run or checkpoint, an unknown format, int8 without ONNX, or a missing extra;
+        raised before anything is written.
+    """
+    if quantize not in (None, "int8"):
+        raise ExportError(f"--quantize {quantize}: only int8 is supported")
+    if quantize and fmt != "onnx":
+        raise ExportError("--quantize int8 quantizes the ONNX encoder: add --format onnx")
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt}: use one of {sorted(FORMATS)}")
+    if fmt == "onnx":
+        require_onnx()
     ckpt, metrics, encoder, channels = load_run(run)
     size = int(ckpt["config"]["data"]["image_size"])
     module = FeatureEncoder(encoder).eval()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, channels, size, size)  # batch 2: GroupNorm traces no size-1 branch
-    if fmt == "torchscript":
-        model_path = out / "encoder.pt"
-        torch.jit.trace(module, example).save(str(model_path))  # type: ignore[no-untyped-call]
-    elif fmt == "onnx":
-        try:
-            import onnx  # noqa: F401
-        except ImportError as err:
-            raise ExportError(
-                "--format onnx needs the `onnx` package: pip install onnx (or use torchscript)"
-            ) from err
-        model_path = out / "encoder.onnx"
-        torch.onnx.export(module, (example,), str(model_path), dynamic_axes={"x": {0: "n"}})
-    else:
-        raise ExportError(f"--format {fmt}: use torchscript or onnx")
+    written = write_encoder(module, fmt, out, example)
     card = model_card(ckpt, metrics, channels)
-    (out / "model_card.json").write_text(json.dumps(card, indent=2))
-    (out / "model_card.md").write_text(card_markdown(card))
-    return [model_path, out / "model_card.json", out / "model_card.md"]
+    if quantize:
+        from ssl_fed.serve.quantize import quantize_export
+
+        card["quantization"], int8_path = quantize_export(written[0], size, channels)
+        written.append(int8_path)
+    return [*written, *write_card(card, out)]

@@ -5,7 +5,7 @@ wraps ``flwr supernode register``; ``server start`` runs ``flower-superlink`` (T
 authentication, a persistent 0600 state DB) bound to 127.0.0.1 only, with the Fleet-only gateway
 (:mod:`ssl_fed.deploy.gateway`) on the public address; ``site start`` runs
 :mod:`ssl_fed.deploy.site`; ``run`` wraps ``flwr run . <connection> --stream``; ``export``
-runs :mod:`ssl_fed.export`.
+lives in :mod:`ssl_fed.serve.commands`.
 Each handler returns an exit code; ``ssl_fed.cli`` prints user errors as one ``error:`` line.
 """
 
@@ -217,16 +217,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         return subprocess.call(cmd, env=flwr_env())
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    """Export the final global encoder and write its model card."""
-    from ssl_fed.export import export_run
-
-    written = export_run(args.run, args.format, args.out)
-    for path in written:
-        print(f"wrote {path}")
-    return 0
-
-
 def _link_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--superlink", help="HOST:PORT of the SuperLink (saved as a connection)")
     p.add_argument("--ca", help="CA certificate that signed the SuperLink's certificate")
@@ -234,7 +224,7 @@ def _link_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``pki``, ``site``, ``server``, ``run`` and ``export`` to the ``ssl-fed`` parser."""
+    """Add ``pki``, ``site``, ``server`` and ``run`` to the ``ssl-fed`` parser."""
     pki = sub.add_parser("pki", help="certificates for TLS").add_subparsers(required=True)
     p = pki.add_parser("init", help="create the CA and the SuperLink certificate")
     p.add_argument("--out", required=True, help="folder for ca.crt/ca.key/server.pem/server.key")
@@ -283,9 +273,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--app", default=str(PROJECT_DIR), help="the Flower app (project) folder")
     p.add_argument("--detach", action="store_true", help="submit and return (no --stream)")
     p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("export", help="export the global encoder and its model card")
-    p.add_argument("--run", required=True, help="run folder (holds checkpoints/last.pt)")
-    p.add_argument("--format", choices=["torchscript", "onnx"], default="torchscript")
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_export)
