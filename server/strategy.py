@@ -160,8 +160,8 @@ class SiteRounds:
             log.debug("round %d: nodes that never answered: %s", rnd, unknown)
         rec = RoundRecord(
             rnd,
-            sampled=[self.label(n) for n in chosen],
-            declined=[self.label(n) for n in declined],
+            sampled=sorted(self.label(n) for n in chosen),
+            declined=sorted(self.label(n) for n in declined),
             dropped=sorted(self.labels[n] for n in silent if n in self.labels),
             unidentified_silent=len(unknown),
         )
