@@ -76,15 +76,17 @@ def quiet_flower(loud: bool) -> Iterator[None]:
 def backend_config(cfg: RootConfig, loud: bool) -> dict[str, Any]:
     """Ray settings: CPUs per site, Ray on 127.0.0.1 only, Ray's own output only when ``loud``.
 
-    ``init_args`` reach ``ray.init`` unchanged (Flower 1.42, ``RayBackend.init_ray``), so
-    ``_node_ip_address`` keeps Ray's node on the loopback interface. Quiet (the default),
+    ``init_args`` reach ``ray.init`` unchanged (Flower 1.42, ``RayBackend.init_ray``), but
+    ``_node_ip_address="127.0.0.1"`` does not bind Ray to the loopback: Ray 2.55's
+    ``resolve_ip_for_localhost`` replaces it with the machine's reachable address. Ray keeps its
+    node on 127.0.0.1 only when it runs as a single-machine "cluster"; :func:`run_federation`
+    sets that (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) before Ray is imported. Quiet (the default),
     Ray logs errors only and does not forward the site processes' output: a site's failure still
     reaches the server as an error reply, logged by Flower at ERROR, and ``-v`` shows the rest.
     """
     init_args: dict[str, Any] = {
         "num_cpus": max(1, os.cpu_count() or 1),
         "include_dashboard": False,
-        "_node_ip_address": "127.0.0.1",
     }
     if not loud:
         init_args |= {"logging_level": "ERROR", "log_to_driver": False}
@@ -138,6 +140,9 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray reads this once, when first imported: "0" = no multi-machine cluster, so its node
+    # address is 127.0.0.1 (checked: ray.nodes()[0]["NodeManagerAddress"] with Ray 2.55).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     from flwr.simulation import run_simulation
 
     from client.app import make_client_app
