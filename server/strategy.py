@@ -136,7 +136,8 @@ class SiteRounds:
             try:
                 check_query_reply(reply.content)
             except GuardError as err:
-                log.warning("node %d: malformed budget reply (%s); treated as dropped", nid, err)
+                log.warning("a node sent a malformed budget reply (%s); treated as silent", err)
+                log.debug("malformed budget reply from node %d", nid)
                 continue
             answered.add(nid)
             budget = reply.content.metric_records["budget"]
