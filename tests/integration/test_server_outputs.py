@@ -42,7 +42,13 @@ def test_a_server_built_from_a_run_config_loads_no_site_data_and_does_not_probe(
 def fake_simulation(history: list[dict[str, Any]]) -> Any:
     """Stand-in for ``flwr.simulation.run_simulation`` that writes the server's metrics.json."""
 
-    def run(server_app: Any, client_app: Any, num_supernodes: int, backend_config: Any) -> None:
+    def run(
+        server_app: Any,
+        client_app: Any,
+        num_supernodes: int,
+        backend_config: Any,
+        verbose_logging: bool = False,
+    ) -> None:
         out = Path(server_app.test_out)
         (out / "metrics.json").write_text(json.dumps({"history": history, "linear_probe": None}))
 
