@@ -68,7 +68,7 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
         run_legacy_rounds(grid, context, strategy, last - done, cfg.aggregation)
     elif last > done:
         run_message_rounds(grid, rounds, done + 1, last, cfg.aggregation)
-    tracker.write_metrics(len(tracker.history) and int(tracker.history[-1]["round"]))
+    tracker.write_metrics()
     tracker.close()
 
 

@@ -65,7 +65,12 @@ class SiteDeltaStrategy(Strategy):
             try:
                 check_arrays(arrays, self.rounds.specs)  # type: ignore[arg-type]
             except GuardError as err:
-                log.warning("round %d: result of node %d rejected: %s", rec.round, node, err)
+                log.warning(
+                    "round %d: result of site %s rejected: %s",
+                    rec.round,
+                    self.rounds.label(node),
+                    err,
+                )
                 continue
             mean = arrays if mean is None else mean
             completed.append(node)

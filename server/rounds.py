@@ -62,7 +62,7 @@ def aggregate_plain(
             check_arrays(arrays, rounds.specs)  # type: ignore[arg-type]
             check_range(arrays, rounds.cfg.aggregation.clipping_range)
         except (GuardError, ValueError, KeyError) as err:
-            log.warning("round %d: update of node %d rejected: %s", rnd, node, err)
+            log.warning("round %d: update of site %s rejected: %s", rnd, rounds.label(node), err)
             continue
         deltas.append(arrays)
         completed.append(node)

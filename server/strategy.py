@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,16 @@ from ssl_fed.secagg.driver import send_and_receive
 
 log = logging.getLogger("ssl_fed.server")
 QUERY_RECORD = "budget-query"
+STARTUP_TIMEOUT_FACTOR = 5
+"""The first budget query of a server process waits this many ``aggregation.query_timeout``s.
+
+Start-up is not a dropout: a site's first answer includes its start-up (a Ray actor, importing
+torch, opening its ledger), which on a loaded machine took longer than the query timeout and
+skipped round 1 ("1 sites sampled"). The first query returns as soon as every node answered, so
+the longer bound only costs time when a site is really down.
+"""
+NODE_ID = re.compile(r"\b\d{6,}\b")
+"""A Flower node id (random 64-bit) inside a message; site ids and rounds are small numbers."""
 
 
 @dataclass
@@ -55,6 +66,7 @@ class RoundRecord:
     epsilon: dict[int, float] = field(default_factory=dict)
     max_abs_delta: float = 0.0
     skipped: str | None = None
+    unidentified_silent: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clipped: int | None = None
 
@@ -83,10 +95,21 @@ class SiteRounds:
         self.cfg, self.arrays, self.specs = cfg, arrays, specs
         self.run_id, self.on_round_end = run_id, on_round_end
         self.labels: dict[int, int] = {}
+        self.queried = False
 
     def label(self, node_id: int) -> int:
         """Return the site label a node reported (its node id if it never answered)."""
         return self.labels.get(node_id, node_id)
+
+    def site_reason(self, reason: str) -> str:
+        """Rewrite the Flower node ids in ``reason`` as site ids (node ids stay in debug logs)."""
+        log.debug("skip reason with node ids: %s", reason)
+
+        def name(match: re.Match[str]) -> str:
+            node = int(match.group(0))
+            return f"site {self.labels[node]}" if node in self.labels else "an unidentified node"
+
+        return NODE_ID.sub(name, reason)
 
     def _query(
         self, grid: Grid, node_ids: list[int], rnd: int
@@ -98,7 +121,11 @@ class SiteRounds:
             )
             for n in node_ids
         ]
-        replies = send_and_receive(grid, msgs, timeout=self.cfg.aggregation.query_timeout)
+        timeout = self.cfg.aggregation.query_timeout
+        if not self.queried:
+            timeout *= STARTUP_TIMEOUT_FACTOR
+            self.queried = True
+        replies = send_and_receive(grid, msgs, timeout=timeout)
         willing: list[int] = []
         declined: list[int] = []
         answered: set[int] = set()
@@ -109,7 +136,8 @@ class SiteRounds:
             try:
                 check_query_reply(reply.content)
             except GuardError as err:
-                log.warning("node %d: malformed budget reply (%s); treated as dropped", nid, err)
+                log.warning("a node sent a malformed budget reply (%s); treated as silent", err)
+                log.debug("malformed budget reply from node %d", nid)
                 continue
             answered.add(nid)
             budget = reply.content.metric_records["budget"]
@@ -128,11 +156,15 @@ class SiteRounds:
         chosen = sorted(
             random.Random(sim.seed * 100_003 + rnd).sample(willing, min(k, len(willing)))
         )
+        unknown = [n for n in silent if n not in self.labels]
+        if unknown:
+            log.debug("round %d: nodes that never answered: %s", rnd, unknown)
         rec = RoundRecord(
             rnd,
-            sampled=[self.label(n) for n in chosen],
-            declined=[self.label(n) for n in declined],
-            dropped=[self.label(n) for n in silent],
+            sampled=sorted(self.label(n) for n in chosen),
+            declined=sorted(self.label(n) for n in declined),
+            dropped=sorted(self.labels[n] for n in silent if n in self.labels),
+            unidentified_silent=len(unknown),
         )
         log.info(
             "round %d: %d sampled, %d declined (budget), %d silent",
@@ -147,7 +179,12 @@ class SiteRounds:
         """Fill ``rec`` from ``outcome`` and add its mean delta to the global arrays."""
         rec.completed = sorted(self.label(n) for n in outcome.completed)
         rec.dropped = sorted(set(rec.dropped) | (set(rec.sampled) - set(rec.completed)))
-        rec.skipped, rec.timings = outcome.skipped, dict(outcome.timings)
+        rec.timings = dict(outcome.timings)
+        if outcome.skipped is not None:
+            rec.skipped = (
+                f"{self.site_reason(outcome.skipped)} (sites sampled {rec.sampled}, "
+                f"completed {rec.completed}, declined {rec.declined}, dropped {rec.dropped})"
+            )
         rec.clipped = outcome.clipped
         if outcome.clipped:
             log.warning(
@@ -160,12 +197,14 @@ class SiteRounds:
         for node, metrics in outcome.metrics.items():
             scalars = site_scalars(metrics)
             if scalars is None:
-                log.warning("round %d: site %s reported malformed scalars", rec.round, node)
+                log.warning(
+                    "round %d: site %s reported malformed scalars", rec.round, self.label(node)
+                )
                 continue
             reported[self.label(node)] = scalars
         rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
         if outcome.skipped is not None:
-            log.warning("round %d skipped, model unchanged: %s", rec.round, outcome.skipped)
+            log.info("round %d skipped, model unchanged: %s", rec.round, rec.skipped)
         if outcome.mean is None:
             return
         rec.max_abs_delta = fa.max_abs(outcome.mean)

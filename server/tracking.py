@@ -40,6 +40,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
+from server.progress import RoundProgress, emit, summary_table
 from server.strategy import RoundRecord
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data import DataSplits, load_splits
@@ -117,6 +118,9 @@ class RunTracker:
         self.last_eval_round = 0
         self.epsilon_reported: dict[int, float] = {}
         self.init_info: dict[str, Any] = {"kind": "random"}
+        self.progress = RoundProgress(
+            min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
+        )
         log.info(
             "TensorBoard logs: %s  (open: tensorboard --logdir %s)",
             self.out / "tb",
@@ -177,20 +181,33 @@ class RunTracker:
         for name, value in site_local.items():
             w.add_scalar(f"site_local/loss/{name}", value, r)
         w.flush()
+        entry = self.history_entry(rec, eps, wall, site_local)
+        self.history.append(entry)
+        self.save_checkpoint(r, arrays)
+        self.write_metrics()
+        emit(self.progress.line(entry))
+
+    def history_entry(
+        self, rec: RoundRecord, eps: dict[int, float], wall: float, site_local: dict[str, float]
+    ) -> dict[str, Any]:
+        """Return the round's ``metrics.json`` history entry (site ids only, never Flower node ids).
+
+        ``epsilon_max`` is the largest ε any site has spent so far; ε only grows, so it never
+        falls below the previous entry's (a resumed deployed server has not yet heard the
+        sites' ε). ``epsilon_max_increase`` is what this round added to it: 0 for a round skipped
+        before any site trained, and honestly more when sites trained and the round was skipped
+        afterwards (their ledgers charged the training).
+        """
         entry = {k: v for k, v in asdict(rec).items() if k not in ("started", "epsilon")}
         if site_local:
             entry["site_local_losses"] = site_local
-        entry |= {"epsilon_max": max(eps.values(), default=0.0), "wall_time_s": wall}
-        self.history.append(entry)
-        self.save_checkpoint(r, arrays)
-        self.write_metrics(r)
-        log.info(
-            "round %d done in %.1fs: site-local losses %s, ε_max %.3f",
-            r,
-            wall,
-            site_local,
-            entry["epsilon_max"],
-        )
+        before = float(self.history[-1].get("epsilon_max", 0.0)) if self.history else 0.0
+        now = max(max(eps.values(), default=0.0), before)
+        return entry | {
+            "epsilon_max": now,
+            "epsilon_max_increase": now - before,
+            "wall_time_s": wall,
+        }
 
     def site_local_losses(self, round: int) -> dict[str, float]:
         """Mean over sites of the losses each site recorded locally (simulation only).
@@ -225,17 +242,23 @@ class RunTracker:
         torch.save(state, tmp)
         os.replace(tmp, path)
 
-    def write_metrics(self, rounds_completed: int) -> dict[str, Any]:
-        """Write ``metrics.json`` (see simulations/README.md for the keys)."""
+    def write_metrics(self) -> dict[str, Any]:
+        """Write ``metrics.json`` (see simulations/README.md for the keys).
+
+        ``rounds_completed`` counts the rounds that updated the model; ``last_round`` is the
+        last round run, skipped or not (the checkpoint's round, where a resume continues).
+        """
         eps = self.site_epsilons()
+        history_max = max((float(h.get("epsilon_max", 0.0)) for h in self.history), default=0.0)
         metrics = {
             "run_id": self.run_id,
-            "rounds_completed": rounds_completed,
+            "rounds_completed": sum(1 for h in self.history if not h.get("skipped")),
+            "last_round": int(self.history[-1]["round"]) if self.history else 0,
             "secure_aggregation": secure_label(self.cfg.aggregation),
             "quantization_bound": quantization_bound(self.cfg),
             "skipped_rounds": sum(1 for h in self.history if h.get("skipped")),
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
-            "epsilon_max": max(eps.values(), default=0.0),
+            "epsilon_max": max(max(eps.values(), default=0.0), history_max),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,
             "init": self.init_info,
             "evaluation": {
@@ -259,6 +282,9 @@ class RunTracker:
     def close(self) -> None:
         """Flush and close TensorBoard."""
         self.writer.close()
+        table = summary_table(self.history)
+        if table:
+            emit(table)
         if self.report:
             print(f"evaluation: {EVALUATIONS[self.evaluation][1]}")
         print(

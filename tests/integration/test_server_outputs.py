@@ -23,7 +23,7 @@ def tracker(tmp_path: Path, *, pooled: bool) -> RunTracker:
 
 def test_the_simulation_probe_is_labelled_a_pooled_benchmark_outside_the_guarantee(tmp_path):
     t = tracker(tmp_path, pooled=True)
-    metrics = t.write_metrics(0)
+    metrics = t.write_metrics()
     t.close()
     assert t.splits is not None
     assert metrics["evaluation"]["kind"] == "pooled-benchmark"
@@ -33,7 +33,7 @@ def test_the_simulation_probe_is_labelled_a_pooled_benchmark_outside_the_guarant
 
 def test_a_server_built_from_a_run_config_loads_no_site_data_and_does_not_probe(tmp_path):
     t = tracker(tmp_path, pooled=False)
-    metrics = t.write_metrics(0)
+    metrics = t.write_metrics()
     t.close()
     assert t.splits is None and metrics["evaluation"]["kind"] == "none"
     assert metrics["linear_probe"] is None
@@ -42,7 +42,13 @@ def test_a_server_built_from_a_run_config_loads_no_site_data_and_does_not_probe(
 def fake_simulation(history: list[dict[str, Any]]) -> Any:
     """Stand-in for ``flwr.simulation.run_simulation`` that writes the server's metrics.json."""
 
-    def run(server_app: Any, client_app: Any, num_supernodes: int, backend_config: Any) -> None:
+    def run(
+        server_app: Any,
+        client_app: Any,
+        num_supernodes: int,
+        backend_config: Any,
+        verbose_logging: bool = False,
+    ) -> None:
         out = Path(server_app.test_out)
         (out / "metrics.json").write_text(json.dumps({"history": history, "linear_probe": None}))
 
