@@ -56,8 +56,9 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
     keys = [site_keygen(tmp_path / "keys", f"site{i}") for i in range(NUM_SITES)]
     folders = write_digit_sites(tmp_path / "data", NUM_SITES)
     env = deploy_env(tmp_path / "flwr-cli")
-    port = free_port()
+    port, control = free_port(), free_port()
     link, ssl_fed = f"127.0.0.1:{port}", str(BIN / "ssl-fed")
+    operator = f"127.0.0.1:{control}"  # the loopback control port: enroll and run go there
     states = [tmp_path / f"state_{i}" for i in range(NUM_SITES)]
     marker = tmp_path / "foreign-code-ran"
     with processes(tmp_path / "logs") as procs:
@@ -75,10 +76,13 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
                 str(port),
                 "--pki",
                 str(tmp_path / "pki"),
+                "--control-port",
+                str(control),
             ],
             env,
         )
         wait_for_port(port)
+        wait_for_port(control)
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
@@ -88,7 +92,7 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
                     "enroll",
                     str(public),
                     "--superlink",
-                    link,
+                    operator,
                     "--ca",
                     str(pki.ca_cert),
                 ],
@@ -133,7 +137,7 @@ def test_deployed_sites_refuse_a_weakened_run_and_a_foreign_app(tmp_path: Path) 
                 "privacy=off",
                 f"out={off}",
                 "--superlink",
-                link,
+                operator,
                 "--ca",
                 str(pki.ca_cert),
             ],
