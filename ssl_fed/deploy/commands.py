@@ -68,7 +68,12 @@ def cmd_site_keygen(args: argparse.Namespace) -> int:
 def _connection(args: argparse.Namespace) -> str:
     """Write the connection when ``--superlink`` is given; check it exists otherwise."""
     if args.superlink:
-        write_connection(args.connection, args.superlink, args.ca)
+        path = write_connection(args.connection, args.superlink, args.ca)
+        print(
+            f"SuperLink connection {args.connection!r} saved in {path} "
+            "(set FLWR_HOME to keep it elsewhere)",
+            file=sys.stderr,
+        )
     elif not has_connection(args.connection):
         raise DeployError(
             f"no SuperLink connection {args.connection!r} in $FLWR_HOME/config.toml: pass "

@@ -108,3 +108,14 @@ def test_tls_errors_and_normal_stops_get_no_enroll_hint_and_no_retry(
     out = capsys.readouterr().out
     assert (result, runs(tmp_path)) == (expected, 1)
     assert "server enroll" not in out
+
+
+def test_the_systemd_unit_stops_restarting_on_exactly_the_final_codes() -> None:
+    # Prepare
+    unit = Path(__file__).resolve().parents[2] / "deploy" / "ssl-fed-site.service"
+    line = next(x for x in unit.read_text().splitlines() if x.startswith("RestartPreventExit"))
+    # Execute
+    codes = {int(c) for c in line.partition("=")[2].split()}
+    # Assert: bad input and a refused key stop; a transient failure (75) is restarted
+    assert codes == {2, EXIT_NOT_ENROLLED}
+    assert EXIT_RETRY not in codes
