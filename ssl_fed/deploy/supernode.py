@@ -17,14 +17,19 @@ hint and an exit code that tells systemd not to restart (:data:`EXIT_NOT_ENROLLE
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
 import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from ssl_fed.deploy.flwr_cli import DeployError
 
@@ -128,21 +133,60 @@ def exit_code(returncode: int, output: str, stopping: bool) -> int:
     return EXIT_RETRY
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when ``site start`` dies (Linux), so no SuperNode outlives it."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return prctl
+
+
+_PRCTL = _libc_prctl()
+"""Resolved before any fork: the child only calls it (no dynamic loading after fork)."""
+
+
+def _echo(stream: IO[str], tail: deque[str]) -> None:
+    for line in stream:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        tail.append(line)
+
+
 def _run_once(
     cmd: Sequence[str], env: dict[str, str], on_start: Callable[[subprocess.Popen[str]], None]
 ) -> tuple[int, str]:
-    """Run the SuperNode once, echoing its output; return (return code, output tail)."""
+    """Run the SuperNode once, echoing its output; return (return code, output tail).
+
+    The SuperNode runs in its own process group: ``flower-superexec``, which it spawns, can
+    outlive a SuperNode that exits on an error (observed on a refused activation) and would hold
+    the output pipe open forever; the group is terminated once the SuperNode has exited.
+    """
     proc = subprocess.Popen(
-        list(cmd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        list(cmd),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # only calls the pre-resolved prctl
     )
     on_start(proc)
-    tail: list[str] = []
+    tail: deque[str] = deque(maxlen=200)
     assert proc.stdout is not None
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        sys.stdout.flush()
-        tail = [*tail[-199:], line]
-    return proc.wait(), "".join(tail)
+    reader = threading.Thread(target=_echo, args=(proc.stdout, tail), daemon=True)
+    reader.start()
+    returncode = proc.wait()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)  # leftovers of this SuperNode's own group only
+    reader.join(timeout=10)
+    return returncode, "".join(tail)
 
 
 class SupernodeRunner:
@@ -161,6 +205,7 @@ class SupernodeRunner:
 
     def _started(self, proc: subprocess.Popen[str]) -> None:
         self.proc = proc
+        print(f"flower-supernode started: pid {proc.pid}", flush=True)
 
     def run(self) -> int:
         """Run until a normal stop or a final failure; return a code of :data:`EXIT_CODES`."""
