@@ -93,9 +93,11 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
     """Read the site's node config.
 
     Simulation: ``partition-id``/``num-partitions`` (state dir ``<out>/sites/site_<id>`` unless
-    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id`` and
+    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id``,
     ``public-size`` (the operator's declared size; ``data.public_size`` of the run config
-    otherwise, else the exact n is used and ε is not reported).
+    otherwise, else the exact n is used and ε is not reported), ``key-dir`` (the ledger's
+    secret), ``eval-fraction`` (hold-out; none by default) and ``on-bad-file``
+    (``ssl-fed site start`` writes them, docs/deployment.md).
     """
     if "partition-id" in node_config:
         pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
