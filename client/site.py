@@ -25,6 +25,7 @@ from flwr.app import ArrayRecord, Context
 
 from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 from ssl_fed.data import ImageDataset, load_partition, load_splits
+from ssl_fed.deploy.site_data import deployed_splits
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.budget import already_charged, can_train
 from ssl_fed.models import build_model
@@ -53,6 +54,10 @@ class SiteInfo:
     public_size: int | None = None
     key_dir: Path | None = None
     """Where the ledger's secret lives (node config ``key-dir``: beside the node key)."""
+    eval_fraction: float | None = None
+    """Deployed: the hold-out for site-local evaluation (``eval-fraction``; none by default)."""
+    on_bad_file: str = "error"
+    """Deployed: ``skip`` or ``error`` on an unreadable image (``on-bad-file``)."""
 
 
 def _node_budget(node_config: dict[str, Any]) -> float | None:
@@ -88,9 +93,11 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
     """Read the site's node config.
 
     Simulation: ``partition-id``/``num-partitions`` (state dir ``<out>/sites/site_<id>`` unless
-    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id`` and
+    ``state-dir`` is set). Deployment: ``data-path`` and ``state-dir``, optional ``site-id``,
     ``public-size`` (the operator's declared size; ``data.public_size`` of the run config
-    otherwise, else the exact n is used and ε is not reported).
+    otherwise, else the exact n is used and ε is not reported), ``key-dir`` (the ledger's
+    secret), ``eval-fraction`` (hold-out; none by default) and ``on-bad-file``
+    (``ssl-fed site start`` writes them, docs/deployment.md).
     """
     if "partition-id" in node_config:
         pid, num = int(node_config["partition-id"]), int(node_config["num-partitions"])
@@ -125,6 +132,8 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         fmt,
         _node_public_size(node_config),
         Path(str(node_config["key-dir"])) if "key-dir" in node_config else None,
+        float(node_config["eval-fraction"]) if "eval-fraction" in node_config else None,
+        str(node_config.get("on-bad-file", "error")),
     )
 
 
@@ -153,16 +162,31 @@ def site_config(cfg: RootConfig, info: SiteInfo) -> RootConfig:
 
 
 def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
-    """Return the site's training images (cached per process: an actor serves many sites)."""
+    """Return the site's training images (cached per process: an actor serves many sites).
+
+    A deployed site (``data-path``) trains on every image unless its node config sets
+    ``eval-fraction`` (:func:`ssl_fed.deploy.site_data.deployed_splits`); a simulation keeps the
+    ``data.test_fraction`` hold-out of its labelled set.
+    """
     data_cfg = (
         cfg.data
         if info.data_path is None
-        else replace(cfg.data, name=info.data_format, path=info.data_path, test_path=None)
+        else replace(
+            cfg.data,
+            name=info.data_format,
+            path=info.data_path,
+            test_path=None,
+            on_bad_file=info.on_bad_file,
+        )
     )
-    key = repr(replace(data_cfg, public_size=None))
+    key = repr((replace(data_cfg, public_size=None), info.eval_fraction))
     if key not in _SPLITS:
         _SPLITS.clear()
-        _SPLITS[key] = load_splits(data_cfg)
+        _SPLITS[key] = (
+            load_splits(data_cfg)
+            if info.data_path is None
+            else deployed_splits(data_cfg, info.eval_fraction)
+        )
     train: ImageDataset = _SPLITS[key].train
     if info.partition_id is None:
         return train

@@ -27,6 +27,7 @@ from ssl_fed.deploy.flwr_cli import (
     stage_app,
     write_connection,
 )
+from ssl_fed.deploy.site_cli import cmd_site_start, site_start_options
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 INSECURE_WARNING = """
@@ -55,9 +56,11 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 def cmd_site_keygen(args: argparse.Namespace) -> int:
     """Create a site's node-authentication key pair."""
     from ssl_fed.deploy.pki import site_keygen
+    from ssl_fed.deploy.supernode import site_id_from_key
 
     private, public = site_keygen(args.out, args.name)
     print(f"private key (never leaves this site): {private}")
+    print(f"site id (reported in metrics unless --site-id): {site_id_from_key(public)}")
     print(f"public key (send to the operator for `ssl-fed server enroll`): {public}")
     return 0
 
@@ -65,7 +68,12 @@ def cmd_site_keygen(args: argparse.Namespace) -> int:
 def _connection(args: argparse.Namespace) -> str:
     """Write the connection when ``--superlink`` is given; check it exists otherwise."""
     if args.superlink:
-        write_connection(args.connection, args.superlink, args.ca)
+        path = write_connection(args.connection, args.superlink, args.ca)
+        print(
+            f"SuperLink connection {args.connection!r} saved in {path} "
+            "(set FLWR_HOME to keep it elsewhere)",
+            file=sys.stderr,
+        )
     elif not has_connection(args.connection):
         raise DeployError(
             f"no SuperLink connection {args.connection!r} in $FLWR_HOME/config.toml: pass "
@@ -183,27 +191,6 @@ def cmd_server_start(args: argparse.Namespace) -> int:
     return 0 if link.returncode in (0, -15) else 1
 
 
-def cmd_site_start(args: argparse.Namespace) -> int:
-    """Validate data, start the warm worker and the SuperNode."""
-    from ssl_fed.deploy.site import SiteOptions, start_site
-
-    return start_site(
-        SiteOptions(
-            data=Path(args.data),
-            state_dir=Path(args.state_dir),
-            superlink=args.superlink,
-            ca=Path(args.ca),
-            key=Path(args.key),
-            epsilon_budget=args.epsilon_budget,
-            port=args.port,
-            data_format=args.data_format,
-            image_size=args.image_size,
-            site_id=args.site_id,
-            policy=Path(args.policy) if args.policy else None,
-        )
-    )
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     """Submit the app to the SuperLink and stream its logs (``flwr run``)."""
     import tempfile
@@ -244,11 +231,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ca", required=True, help="the federation's CA certificate")
     p.add_argument("--key", required=True, help="the site's private key (site keygen)")
     p.add_argument("--policy", help="the site's privacy policy YAML (docs/site-policy.md)")
-    p.add_argument("--epsilon-budget", type=float, help="site's lifetime ε (or in --policy)")
-    p.add_argument("--port", type=int, default=9094, help="local Runtime API port")
-    p.add_argument("--data-format", choices=["folder", "npz"])
-    p.add_argument("--image-size", type=int, default=8, help="side used to validate the data")
-    p.add_argument("--site-id", type=int, help="public label reported to the server")
+    p.add_argument(
+        "--epsilon-budget",
+        type=float,
+        help="the site's LIFETIME ε over all runs, never refilled (or in --policy)",
+    )
+    site_start_options(p)
     p.set_defaults(func=cmd_site_start)
 
     server = sub.add_parser("server", help="operate the SuperLink").add_subparsers(required=True)

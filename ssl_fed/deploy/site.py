@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from ssl_fed.config import ConfigError
 from ssl_fed.deploy.flwr_cli import DeployError, binary, check_address, flwr_env, require_file
+from ssl_fed.deploy.site_data import data_format, validate_site_data
 
 if TYPE_CHECKING:
     from ssl_fed.privacy.policy import SitePolicy
@@ -46,47 +46,18 @@ class SiteOptions:
     ca: Path
     key: Path
     epsilon_budget: float | None = None
-    port: int = 9094
+    port: int | None = None
     data_format: str | None = None
     image_size: int = 8
     site_id: int | None = None
     policy: Path | None = None
+    public_size: int | None = None
+    eval_fraction: float | None = None
+    on_bad_file: str = "error"
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The ssl-fed source tree this site runs (its app is the one the site trusts by default)."""
-
-
-def data_format(path: Path, given: str | None) -> str:
-    """``folder`` for a directory, ``npz`` for a ``.npz`` file, unless given."""
-    fmt = given or ("npz" if path.suffix == ".npz" else "folder")
-    if fmt not in {"folder", "npz"}:
-        raise DeployError(f"--data-format {fmt}: use folder or npz")
-    return fmt
-
-
-def validate_site_data(opts: SiteOptions) -> int:
-    """Load the site's images with the training loaders; return the number of images.
-
-    Raises
-    ------
-    ssl_fed.data.DataError
-        With the bad file and the fix (the CLI prints it and exits 2, before any connection).
-    """
-    from ssl_fed.config import DataConfig
-    from ssl_fed.data import DataError, load_splits
-
-    if not opts.data.exists():
-        raise DataError(f"--data {opts.data}: no such file or folder")
-    fmt = data_format(opts.data, opts.data_format)
-    cfg = replace(
-        DataConfig(), name=fmt, path=str(opts.data), image_size=opts.image_size, channels=None
-    )
-    splits = load_splits(cfg)
-    n = len(splits.train) + (len(splits.test) if splits.test is not None else 0)
-    if n == 0:
-        raise DataError(f"--data {opts.data}: no images found (PNG/JPEG files, or an .npz)")
-    return n
 
 
 def site_policy(opts: SiteOptions) -> SitePolicy:
@@ -118,8 +89,15 @@ def node_config(opts: SiteOptions, policy: SitePolicy) -> dict[str, str | int | 
         "epsilon-budget": float(policy.epsilon_budget),
         "warm-worker": True,
     }
+    cfg["key-dir"] = str(opts.key.parent)
     if opts.site_id is not None:
         cfg["site-id"] = opts.site_id
+    if opts.public_size is not None:
+        cfg["public-size"] = opts.public_size
+    if opts.eval_fraction is not None:
+        cfg["eval-fraction"] = opts.eval_fraction
+    if opts.on_bad_file != "error":
+        cfg["on-bad-file"] = opts.on_bad_file
     return cfg
 
 
@@ -147,7 +125,7 @@ def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
         "--auth-supernode-private-key",
         str(opts.key),
         "--port",
-        str(opts.port),
+        str(opts.port if opts.port is not None else 9094),
         "--node-config",
         node_config_string(node_config(opts, policy)),
     ]
@@ -168,48 +146,92 @@ def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
-def start_site(opts: SiteOptions) -> int:
-    """Validate, warm up, run the SuperNode until it exits; return its exit code."""
+def resolve_paths(opts: SiteOptions) -> SiteOptions:
+    """Check the address and flags; make the paths absolute and check the files exist."""
+    from ssl_fed.deploy.supernode import SITE_ID_MAX
+
     check_address(opts.superlink)
-    opts = replace(
+    if opts.site_id is not None and not 0 <= opts.site_id <= SITE_ID_MAX:
+        raise DeployError(f"--site-id {opts.site_id}: use an integer in 0..{SITE_ID_MAX}")
+    if opts.public_size is not None and opts.public_size < 1:
+        raise DeployError(f"--public-size {opts.public_size}: declare a size >= 1")
+    return replace(
         opts,
         data=opts.data.expanduser().resolve(),
         state_dir=opts.state_dir.expanduser().resolve(),
         ca=require_file(opts.ca, "--ca"),
         key=require_file(opts.key, "--key"),
     )
+
+
+def resolve_identity(opts: SiteOptions) -> SiteOptions:
+    """Fill in the site id (from the key unless ``--site-id``) and the local port.
+
+    The port is a free one unless ``--port`` is given; a given port in use is refused naming it.
+    """
+    from ssl_fed.deploy.supernode import runtime_port, site_id_from_key
+
+    site_id = opts.site_id if opts.site_id is not None else site_id_from_key(opts.key)
+    return replace(opts, site_id=site_id, port=runtime_port(opts.port))
+
+
+def describe_budget(opts: SiteOptions, policy: SitePolicy) -> str:
+    """One line: the site's lifetime ε budget and what its ledger has left (read-only open)."""
+    from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
+    from ssl_fed.privacy.ledger_records import LedgerError
+
+    head = f"lifetime ε budget {policy.epsilon_budget:g} (all runs together, never refilled)"
+    if not (opts.state_dir / LEDGER_FILE).exists():
+        return f"{head}: nothing spent yet"
+    try:
+        ledger = PrivacyLedger(opts.state_dir, key_dir=opts.key.parent)
+    except LedgerError as err:
+        return f"{head}: ledger unreadable ({err})"
+    budget = min(ledger.budget, policy.epsilon_budget)
+    spent = ledger.epsilon()
+    return f"{head}: spent {spent:.3f}, remaining {max(0.0, budget - spent):.3f}"
+
+
+def start_site(opts: SiteOptions) -> int:
+    """Validate, warm up, run the SuperNode until it stops; return a documented exit code."""
+    opts = resolve_paths(opts)
     policy = site_policy(opts)
-    n = validate_site_data(opts)
-    print(f"site data OK: {n} images in {opts.data}", flush=True)
+    splits = validate_site_data(opts)
+    opts = resolve_identity(opts)
+    n_train = len(splits.train)
+    n_eval = len(splits.test) if splits.test is not None else 0
+    print(f"site data OK: {n_train + n_eval} images in {opts.data}", flush=True)
+    if opts.eval_fraction is not None:
+        print(
+            f"holding out {n_eval} of {n_train + n_eval} images for site-local evaluation",
+            flush=True,
+        )
     from ssl_fed.deploy.appcheck import own_app_digest
 
     trusted = policy.trusted_apps or (own_app_digest(PROJECT_DIR),)
     print(f"site policy: {describe_policy(policy)}; trusted app(s): {', '.join(trusted)}")
+    print(describe_budget(opts, policy), flush=True)
+    size = opts.public_size if opts.public_size is not None else "not declared (ε not reported)"
+    print(f"site id {opts.site_id}; public size {size}; local port {opts.port}", flush=True)
     opts.state_dir.mkdir(parents=True, exist_ok=True)
 
+    from ssl_fed.deploy.supernode import SupernodeRunner
     from ssl_fed.deploy.worker import SiteWorker, serve
 
     worker = SiteWorker(node_config(opts, policy), policy)
     import ssl_fed.train.local  # noqa: F401  (warm the training stack before the first round)
 
     serve(worker, opts.state_dir)
-    env = supernode_env(opts.state_dir, trusted)
-    proc = subprocess.Popen(supernode_command(opts, policy), env=env)
+    runner = SupernodeRunner(
+        supernode_command(opts, policy), supernode_env(opts.state_dir, trusted)
+    )
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        proc.send_signal(signum)
+        runner.stop(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    code = proc.wait()
-    if code != 0:
-        print(
-            f"error: flower-supernode exited with code {code}. If the log says 'No SuperNode "
-            "found with the given public key', the operator must enroll this site's public key "
-            "(`ssl-fed server enroll KEY.pub`).",
-            flush=True,
-        )
-    return code
+    return runner.run()
 
 
 def describe_policy(p: SitePolicy) -> str:

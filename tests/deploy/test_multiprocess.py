@@ -149,6 +149,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
                     str(free_port()),
                     "--site-id",
                     str(i),
+                    "--public-size",  # declared (~599 images each): the sites report ε
+                    "512",
                 ],
                 env,
             )

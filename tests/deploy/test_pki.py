@@ -17,8 +17,12 @@ def test_pki_init_writes_a_ca_signed_server_cert_with_sans(tmp_path):
     # Assert: signed by the CA, SANs present, keys private
     ca = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     server = x509.load_pem_x509_certificate(paths.server_cert.read_bytes())
-    ca.public_key().verify(server.signature, server.tbs_certificate_bytes, padding.PKCS1v15(),
-                           server.signature_hash_algorithm)
+    ca.public_key().verify(
+        server.signature,
+        server.tbs_certificate_bytes,
+        padding.PKCS1v15(),
+        server.signature_hash_algorithm,
+    )
     sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address("127.0.0.1") in sans.get_values_for_type(x509.IPAddress)
     assert "fl.example.org" in sans.get_values_for_type(x509.DNSName)
@@ -48,7 +52,8 @@ def test_a_non_p384_public_key_is_refused(tmp_path):
 
     key = ec.generate_private_key(ec.SECP256R1()).public_key()
     path = tmp_path / "k.pub"
-    path.write_bytes(key.public_bytes(serialization.Encoding.OpenSSH,
-                                      serialization.PublicFormat.OpenSSH))
+    path.write_bytes(
+        key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
     with pytest.raises(PkiError, match="P-384"):
         read_public_key(path)

@@ -22,9 +22,24 @@ def test_bad_data_is_refused_with_the_file_named_and_no_connection(tmp_path, cap
     port = free_port()
 
     # Execute
-    code = main(["site", "start", "--data", str(data), "--state-dir", str(tmp_path / "state"),
-                 "--superlink", f"127.0.0.1:{port}", "--ca", str(pki.ca_cert), "--key", str(key),
-                 "--epsilon-budget", "8"])
+    code = main(
+        [
+            "site",
+            "start",
+            "--data",
+            str(data),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--superlink",
+            f"127.0.0.1:{port}",
+            "--ca",
+            str(pki.ca_cert),
+            "--key",
+            str(key),
+            "--epsilon-budget",
+            "8",
+        ]
+    )
 
     # Assert: exit 2 naming the file; no worker socket, no ledger, nothing started
     assert code == 2
@@ -36,8 +51,23 @@ def test_bad_data_is_refused_with_the_file_named_and_no_connection(tmp_path, cap
 def test_a_missing_data_path_is_refused(tmp_path, capsys):
     pki = init_pki(tmp_path / "pki", ["127.0.0.1"])
     key, _ = site_keygen(tmp_path / "keys", "clinic")
-    code = main(["site", "start", "--data", str(tmp_path / "nope"), "--state-dir",
-                 str(tmp_path / "state"), "--superlink", "127.0.0.1:1", "--ca", str(pki.ca_cert),
-                 "--key", str(key), "--epsilon-budget", "8"])
+    code = main(
+        [
+            "site",
+            "start",
+            "--data",
+            str(tmp_path / "nope"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--superlink",
+            "127.0.0.1:1",
+            "--ca",
+            str(pki.ca_cert),
+            "--key",
+            str(key),
+            "--epsilon-budget",
+            "8",
+        ]
+    )
     assert code == 2
     assert "no such file or folder" in capsys.readouterr().err
