@@ -153,7 +153,7 @@ def _policy_mod(
         if codes:
             reason = f"declined: policy ({', '.join(codes)})"
             return Message(Error(code=POLICY_ERROR_CODE, reason=reason), reply_to=msg)
-        mods = client_mods(c.aggregation, identity_of)
+        mods = client_mods(c.aggregation, identity_of or _node_identity(context))
         return mods[0](msg, context, call_next) if mods else call_next(msg, context)
 
     return policy_mod
@@ -171,6 +171,26 @@ def _budget_of(config_of: ConfigOf) -> Callable[[Context], float]:
         return float(_local_policy(context, config_of(context)).epsilon_budget)
 
     return budget
+
+
+def _node_identity(context: Context) -> Callable[[int], SiteIdentity] | None:
+    """Return the deployed site's signing identity (node config ``identity-key``, ``roster-dir``).
+
+    ``ssl-fed site start --roster DIR`` sets both: the site's own node key signs its SecAgg keys
+    and survivor set, and only keys in the roster (exchanged between site operators, never sent by
+    the server) are trusted. Without a roster the protocol holds against an honest-but-curious
+    server only.
+    """
+    node: dict[str, Any] = dict(context.node_config)
+    if "roster-dir" not in node or "identity-key" not in node:
+        return None
+    from pathlib import Path
+
+    from ssl_fed.secagg.identity import load_identity
+
+    roster = sorted(Path(str(node["roster-dir"])).glob("*.pub"))
+    identity = load_identity(Path(str(node["identity-key"])), roster)
+    return lambda _node_id: identity
 
 
 def _warm(context: Context) -> bool:

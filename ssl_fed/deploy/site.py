@@ -54,6 +54,7 @@ class SiteOptions:
     public_size: int | None = None
     eval_fraction: float | None = None
     on_bad_file: str = "error"
+    roster: Path | None = None
 
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -90,6 +91,9 @@ def node_config(opts: SiteOptions, policy: SitePolicy) -> dict[str, str | int | 
         "warm-worker": True,
     }
     cfg["key-dir"] = str(opts.key.parent)
+    if opts.roster is not None:
+        cfg["roster-dir"] = str(opts.roster)
+        cfg["identity-key"] = str(opts.key)
     if opts.site_id is not None:
         cfg["site-id"] = opts.site_id
     if opts.public_size is not None:
@@ -146,6 +150,16 @@ def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+def check_roster(roster: Path) -> None:
+    """Refuse a ``--roster`` that is not a folder of OpenSSH public keys (``*.pub``)."""
+    keys = sorted(roster.glob("*.pub")) if roster.is_dir() else []
+    if not keys:
+        raise DeployError(
+            f"--roster {roster}: give a folder holding every enrolled site's OpenSSH public key "
+            "(<name>_key.pub, as exchanged between the site operators, not sent by the server)"
+        )
+
+
 def resolve_paths(opts: SiteOptions) -> SiteOptions:
     """Check the address and flags; make the paths absolute and check the files exist."""
     from ssl_fed.deploy.supernode import SITE_ID_MAX
@@ -155,12 +169,15 @@ def resolve_paths(opts: SiteOptions) -> SiteOptions:
         raise DeployError(f"--site-id {opts.site_id}: use an integer in 0..{SITE_ID_MAX}")
     if opts.public_size is not None and opts.public_size < 1:
         raise DeployError(f"--public-size {opts.public_size}: declare a size >= 1")
+    if opts.roster is not None:
+        check_roster(opts.roster)
     return replace(
         opts,
         data=opts.data.expanduser().resolve(),
         state_dir=opts.state_dir.expanduser().resolve(),
         ca=require_file(opts.ca, "--ca"),
         key=require_file(opts.key, "--key"),
+        roster=opts.roster.expanduser().resolve() if opts.roster is not None else None,
     )
 
 

@@ -26,6 +26,7 @@ def cmd_site_start(args: argparse.Namespace) -> int:
             public_size=args.public_size,
             eval_fraction=args.eval_fraction,
             on_bad_file=args.on_bad_file,
+            roster=Path(args.roster) if args.roster else None,
         )
     )
 
@@ -50,6 +51,12 @@ def site_start_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help="public label 0..65535 in metrics; default: derived from the key (first 2 bytes "
         "of SHA-256 of the public key line)",
+    )
+    p.add_argument(
+        "--roster",
+        help="folder of every enrolled site's OpenSSH public key (*.pub), exchanged between "
+        "the site operators: the site then signs its SecAgg keys and survivor set with its node "
+        "key and refuses unsigned or inconsistent rounds (protection against a deviating server)",
     )
     p.add_argument(
         "--eval-fraction",

@@ -76,6 +76,10 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
     pki = init_pki(tmp_path / "pki", ["127.0.0.1", "localhost"])
     keys = [site_keygen(tmp_path / "keys", f"site{i}") for i in range(NUM_SITES)]
     rogue_key, _ = site_keygen(tmp_path / "keys", "rogue")
+    roster = tmp_path / "roster"  # the enrolled sites' public keys, exchanged between the sites
+    roster.mkdir()
+    for _, public in keys:
+        (roster / public.name).write_bytes(public.read_bytes())
     folders = write_digit_sites(tmp_path / "data", NUM_SITES)
     env = deploy_env(tmp_path / "flwr-cli")
     port, control = free_port(), free_port()
@@ -151,6 +155,8 @@ def test_tls_auth_deployment_with_dp_secagg_and_a_dropout(tmp_path: Path) -> Non
                     str(i),
                     "--public-size",  # declared (~599 images each): the sites report ε
                     "512",
+                    "--roster",  # SecAgg keys and survivor sets signed with the node keys
+                    str(roster),
                 ],
                 env,
             )
