@@ -169,9 +169,7 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     metrics: dict[str, Any] = json.loads(path.read_text())
     metrics["simulation_wall_time_s"] = time.time() - started
     path.write_text(json.dumps(metrics, indent=2))
-    print(f"metrics: {path}\nTensorBoard: tensorboard --logdir {out / 'tb'}")
-    if metrics.get("linear_probe") is not None:
-        print(f"probe figures: {metrics['evaluation']['label']}")
+    print(f"metrics: {path}")  # the tracker already printed the evaluation label and TB path
     check_some_round_completed(metrics, path)
     return metrics
 
