@@ -1,92 +1,13 @@
-"""The ssl-fed ServerApp: config -> initial encoder -> rounds -> logging.
+"""The ServerApp ``flwr run`` loads (``[tool.flwr.app.components] serverapp``).
 
-Thin by design: the budget query, sampling and update live in :mod:`server.strategy`; rounds run
-on the Message API (:mod:`server.rounds`: ``secagg``, the default, and ``plain``) or, for Flower's
-stock SecAgg+ (``flower-secaggplus``), on the legacy stack (:mod:`server.legacy`); every
-secure-aggregation call is in :mod:`ssl_fed.fed.secagg`; logging and checkpoints in
-:mod:`server.tracking`.
+A thin adapter: the app, its rounds, aggregators and tracking live in the library
+(:func:`ssl_fed.fed.serverapp.make_server_app`); the run's config arrives as Flower's flat run
+config and is composed by :func:`ssl_fed.fed.runconfig.from_run_config`.
 """
 
-from __future__ import annotations
-
-import logging
-import uuid
-
-import torch
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
-
-from server.legacy import SiteDeltaStrategy
-from server.rounds import run_message_rounds
-from server.strategy import SiteRounds
-from server.tracking import RunTracker, load_checkpoint
-from ssl_fed.config import ConfigError, RootConfig
-from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.runconfig import from_run_config
-from ssl_fed.fed.secagg import run_legacy_rounds
-from ssl_fed.models import build_model
-from ssl_fed.train.job import init_summary, load_init
-
-log = logging.getLogger("ssl_fed.server")
-
-
-def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = False) -> None:
-    """Run (or resume) the federation described by ``cfg`` on ``grid``.
-
-    ``pooled`` (simulations only) lets the tracker probe on the pooled site data as a labelled
-    benchmark outside the privacy guarantee; a server built from a run config never does.
-    """
-    torch.manual_seed(cfg.sim.seed)
-    tracker_cfg = cfg
-    ckpt = load_checkpoint(cfg.out) if cfg.resume else None
-    if cfg.resume and ckpt is None:
-        log.warning("resume=true but no checkpoint in %s: starting a new run", cfg.out)
-    if ckpt is None and not cfg.resume and (load_checkpoint(cfg.out) is not None):
-        raise ConfigError(
-            f"{cfg.out} already holds a run; pass resume=true to continue it, or use a new out="
-        )
-    run_id = ckpt["run_id"] if ckpt else (cfg.run_id or uuid.uuid4().hex[:12])
-    done = int(ckpt["round"]) if ckpt else 0
-    history = list(ckpt["history"]) if ckpt else []
-    tracker = RunTracker(tracker_cfg, run_id, history, pooled=pooled)
-    model = tracker.model
-    specs = fa.array_specs(model, cfg.aggregation.share_heads)
-    torch.manual_seed(cfg.sim.seed)
-    init = build_model(cfg.encoder, tracker.channels)
-    tracker.init_info = init_summary(cfg.init, load_init(init, cfg.init))
-    if ckpt:
-        arrays = [a.astype("float32") for a in ckpt["arrays"]]
-        log.info("resuming run %s after round %d", run_id, done)
-    else:
-        arrays = fa.state_to_arrays(fa.federated_state(init, cfg.aggregation.share_heads))
-        log.info("initial encoder: %s", tracker.init_info)
-    last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
-    rounds = SiteRounds(cfg, arrays, specs, run_id=run_id, on_round_end=tracker.end_round)
-    log.info("aggregation: %s", cfg.aggregation.name)
-    if last > done and cfg.aggregation.name == "flower-secaggplus":
-        strategy = SiteDeltaStrategy(rounds, grid, round_offset=done)
-        run_legacy_rounds(grid, context, strategy, last - done, cfg.aggregation)
-    elif last > done:
-        run_message_rounds(grid, rounds, done + 1, last, cfg.aggregation)
-    tracker.write_metrics()
-    tracker.close()
-
-
-def make_server_app(cfg: RootConfig | None = None, *, pooled: bool = False) -> ServerApp:
-    """Build the ServerApp; ``cfg=None`` composes it from the run config (``flwr run``).
-
-    ``pooled=True`` is for :mod:`simulations.run` alone (the server probes on the pooled site
-    data, labelled as a benchmark outside the guarantee); nothing in a run config can set it.
-    """
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_cfg = cfg if cfg is not None else from_run_config(dict(context.run_config))
-        run_server(grid, context, run_cfg, pooled=pooled and cfg is not None)
-
-    return app
-
+from ssl_fed.fed.serverapp import make_server_app
 
 app = make_server_app()
-"""The ServerApp ``flwr run`` loads (``[tool.flwr.app.components] serverapp``)."""
+"""The ServerApp of a ``flwr run`` (config from the run config)."""
+
+__all__ = ["app", "make_server_app"]

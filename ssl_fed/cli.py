@@ -134,7 +134,7 @@ LEDGER_ACTIONS = {
 def cmd_simulate(overrides: list[str]) -> int:
     """Run a federated simulation of many sites on this machine."""
     try:
-        from simulations.run import simulate
+        from ssl_fed.fed.simulation import simulate
     except ImportError as err:
         raise ConfigError(f"the simulation entry point is not available: {err}") from err
     validate_output(load_config(overrides))

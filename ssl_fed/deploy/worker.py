@@ -89,12 +89,10 @@ class SiteWorker:
 
     def context(self, run_id: str) -> Any:
         """Return this worker's stand-in ``Context`` for ``run_id`` (its ``state`` persists)."""
-        from flwr.app import Context, RecordDict
+        from ssl_fed.fed.messages import standin_context
 
         if run_id not in self.contexts:
-            self.contexts[run_id] = Context(
-                run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={}
-            )
+            self.contexts[run_id] = standin_context()
         return self.contexts[run_id]
 
     def handle(self, request: tuple[Any, ...]) -> Any:

@@ -48,7 +48,7 @@ from flwr.app import Array, Context, Message, MessageType, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.fed.arrays import ArraySpec
-from ssl_fed.fed.messages import ARRAYS, METRICS, WEIGHT_KEY
+from ssl_fed.fed.layout import AGGREGATION_WEIGHT, ARRAYS, METRICS, WEIGHT_KEY
 
 log = logging.getLogger("ssl_fed.fed.guard")
 
@@ -89,9 +89,6 @@ whitelisted key without a range is refused (fail closed)."""
 
 BUDGET_SLACK = 1e-9
 """Relative slack on the ε budget bound (the accountant's float arithmetic)."""
-
-AGGREGATION_WEIGHT = 1
-"""Every site's weight: uniform, because weighting by example count would reveal data size."""
 
 
 class GuardError(RuntimeError):

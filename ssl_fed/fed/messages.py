@@ -1,63 +1,32 @@
 """Train message layouts shared by the server and the sites, and a round's aggregation outcome.
 
-Two layouts exist, chosen by ``aggregation.name`` (:func:`ssl_fed.fed.secagg.reply_layout`):
+Two layouts exist; the aggregator ``aggregation.name`` selects names its ``reply_layout``
+(:mod:`ssl_fed.fed.aggregators`):
 
 - ``message`` (``secagg`` and ``plain``): Flower's Message-API records. The server sends
   ``{"arrays": ArrayRecord(global federated arrays, by state-dict name), "config":
   ConfigRecord({"run-id", "round"})}``; a site replies ``{"arrays": ArrayRecord(delta, float32,
   same names and order), "metrics": MetricRecord({"num-examples": 1, <whitelisted scalars>})}``.
-  Under ``secagg`` the site's :func:`~ssl_fed.secagg.secagg_mod` masks ``arrays`` and the weight;
-  the whitelisted scalars travel in the clear beside the masked vector.
+  Under ``secagg`` the site's :func:`~ssl_fed.fed.secagg_mod.secagg_mod` masks ``arrays`` and
+  the weight; the whitelisted scalars travel in the clear beside the masked vector.
 - ``legacy`` (``flower-secaggplus``): Flower's compat ``fitins.*`` / ``fitres.*`` records, which
   the stock ``secaggplus_mod`` expects.
 
-Every site has weight 1 (:data:`~ssl_fed.fed.guard.AGGREGATION_WEIGHT`): weighting by example
+Every site has weight 1 (:data:`~ssl_fed.fed.layout.AGGREGATION_WEIGHT`): weighting by example
 count would reveal each site's data size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
 from ssl_fed.fed.arrays import NDArray
+from ssl_fed.fed.layout import ARRAYS, CONFIG, METRICS, WEIGHT_KEY, RoundOutcome
 
-ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
-WEIGHT_KEY = "num-examples"
-
-
-@dataclass
-class RoundOutcome:
-    """What one round's aggregation produced, keyed by Flower node id.
-
-    Attributes
-    ----------
-    mean : list[NDArray] | None
-        The uniform mean of the completed sites' deltas; ``None`` keeps the model unchanged.
-    completed, dropped : list[int]
-        Nodes whose delta is in the mean; sampled nodes whose delta is not.
-    metrics : dict[int, dict[str, float]]
-        Whitelisted per-site scalars (mean losses, ε spent, ε remaining) the sites reported.
-    skipped : str | None
-        Why the round produced no aggregate (too few survivors, ...), else ``None``.
-    timings : dict[str, float]
-        Seconds per protocol stage (secure aggregation only).
-    clipped : int | None
-        Coordinates clipped at the SecAgg quantizer, summed over the completed sites (the only
-        clip information the server learns); ``None`` when no quantizer ran.
-    """
-
-    mean: list[NDArray] | None
-    completed: list[int]
-    dropped: list[int]
-    metrics: dict[int, dict[str, float]] = field(default_factory=dict)
-    skipped: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    clipped: int | None = None
+__all__ = ["ARRAYS", "CONFIG", "METRICS", "WEIGHT_KEY", "RoundOutcome"]
 
 
 def train_content(arrays: list[NDArray], names: list[str], run_id: str, round: int) -> RecordDict:
@@ -101,3 +70,12 @@ def read_train_reply(content: RecordDict) -> tuple[list[NDArray], dict[str, floa
     arrays = [a.numpy() for a in content.array_records[ARRAYS].values()]
     metrics = dict(content.metric_records[METRICS])
     return arrays, {k: v for k, v in metrics.items() if k != WEIGHT_KEY}  # type: ignore[misc]
+
+
+def standin_context() -> Context:
+    """Return an empty ``Context`` whose ``state`` a site's warm worker keeps across rounds.
+
+    The worker (:mod:`ssl_fed.deploy.worker`) trains outside the ClientApp process, so it holds
+    one of these per run in place of the SuperNode's ``Context.state`` (the pretext heads).
+    """
+    return Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})

@@ -1,21 +1,26 @@
-"""The secure-aggregation seam: every line that touches a SecAgg+ implementation lives here.
+"""ssl-fed's SecAgg+ on the server: its config, its validation and one round over the grid.
 
 SecAgg+ (Bell, Bonawitz, Gascón, Lepoint, Raykova: "Secure Single-Server Aggregation with
 (Poly)Logarithmic Overhead", CCS 2020, arXiv 2002.04156) masks each site's quantized update with
 pairwise masks agreed with its neighbours on a sparse random graph, plus a private mask, and
 Shamir-shares the mask secrets; the server learns only the sum of the surviving sites' updates. It
-hides individual updates; it adds no differential privacy. ``aggregation.name`` picks:
+hides individual updates; it adds no differential privacy. ``aggregation.name`` picks an
+aggregator (:mod:`ssl_fed.fed.aggregators`); this module serves ``secagg``:
 
 - ``secagg`` (default): ssl-fed's own implementation (:mod:`ssl_fed.secagg`) on the Message API:
-  full-strength ChaCha20 masks, one :func:`~ssl_fed.secagg.run_secagg_round` per round,
-  ``secagg_mod`` at the site. Neighbours ``k`` and threshold ``t`` default to the paper's choice
-  (``k = min(n-1, 2⌈log2 n⌉)``, ``t = k//2 + 1``); ``stage_timeout`` bounds the key, share and
-  unmask stages, ``timeout`` the masked-input stage (which includes local training), so a dead
-  site cannot stall a round. Fewer than 3 willing sites, or too few survivors, skip the round.
-- ``flower-secaggplus``: Flower 1.42's stock SecAgg+ on the legacy stack (``LegacyContext`` +
-  ``DefaultWorkflow`` + ``SecAggPlusWorkflow``; site: ``secaggplus_mod``), kept for comparison.
-  Its masks come from 32-bit seeds, below cryptographic strength (issue 5).
-- ``plain``: no secure aggregation (comparison only); no quantization.
+  full-strength ChaCha20 masks, one :func:`~ssl_fed.fed.secagg_driver.run_secagg_round` per
+  round, :func:`~ssl_fed.fed.secagg_mod.secagg_mod` at the site. Neighbours ``k`` and
+  threshold ``t`` default to the paper's choice (``k = min(n-1, 2⌈log2 n⌉)``,
+  ``t = k//2 + 1``); ``stage_timeout`` bounds the key, share and unmask stages, ``timeout`` the
+  masked-input stage (which includes local training), so a dead site cannot stall a round.
+  Fewer than 3 willing sites, or too few survivors, skip the round.
+- ``flower-secaggplus`` (:mod:`ssl_fed.fed.legacy`): Flower 1.42's stock SecAgg+ on the legacy
+  stack, kept for comparison; its masks come from 32-bit seeds, below cryptographic strength
+  (issue 5).
+- ``plain`` (:mod:`ssl_fed.fed.plain`): no secure aggregation (comparison only); no quantization.
+
+Importing this module does not import Flower (config validation calls
+:func:`check_secagg_config`); :func:`aggregate_secure` imports the Message-API driver.
 
 Notes
 -----
@@ -35,40 +40,26 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-from flwr.app import Context, RecordDict
-from flwr.client.mod import secaggplus_mod
-from flwr.clientapp.typing import Mod
-from flwr.server import LegacyContext, ServerConfig
-from flwr.server.strategy import Strategy
-from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
-from flwr.serverapp import Grid
 
 from ssl_fed import secagg as ssa
 from ssl_fed.config import AggregationConfig, ConfigError, RootConfig
-from ssl_fed.fed.guard import AGGREGATION_WEIGHT
-from ssl_fed.fed.messages import ARRAYS, WEIGHT_KEY, RoundOutcome
-from ssl_fed.secagg.identity import SiteIdentity
+from ssl_fed.fed.layout import AGGREGATION_WEIGHT, ARRAYS, WEIGHT_KEY, RoundOutcome
 from ssl_fed.secagg.params import resolve_round
 
-log = logging.getLogger("ssl_fed.server")
+if TYPE_CHECKING:
+    from flwr.app import RecordDict
+    from flwr.serverapp import Grid
 
-LABELS = {"secagg": "ssl-fed-secagg+", "flower-secaggplus": "flwr-secaggplus", "plain": "off"}
-"""The ``secure_aggregation`` value metrics.json reports for each ``aggregation.name``."""
+log = logging.getLogger("ssl_fed.server")
 
 MAX_WEIGHT = AGGREGATION_WEIGHT
 """The weight cap equals the uniform site weight, so weights cost no quantization levels."""
 
 MIN_SITES = 3
 """Fewest sites SecAgg runs with: with 2, each site could subtract its own input from the sum."""
-
-
-def secure_label(cfg: AggregationConfig) -> str:
-    """Return the ``secure_aggregation`` value reported in metrics.json."""
-    return LABELS[cfg.name]
 
 
 def expected_sites(cfg: RootConfig) -> int:
@@ -115,51 +106,10 @@ def check_secagg_config(cfg: RootConfig) -> None:
 
 
 def quantization_bound(cfg: RootConfig) -> float:
-    """Largest per-value error of the aggregated mean for the chosen implementation (0 if plain)."""
+    """Largest per-value error of the ``secagg`` mean (``q`` resolved for the expected sites)."""
     a = cfg.aggregation
-    if a.name == "flower-secaggplus":
-        return a.clipping_range / a.quantization_range
-    if a.name == "secagg":
-        bits = resolve_round(max(MIN_SITES, expected_sites(cfg)), secagg_config(a)).value_bits
-        return ssa.quantization_bound(a.clipping_range, bits)
-    return 0.0
-
-
-def reply_layout(cfg: AggregationConfig) -> str:
-    """``legacy`` (``fitres.*``) for Flower's stock SecAgg+, else ``message`` (messages.py)."""
-    return "legacy" if cfg.name == "flower-secaggplus" else "message"
-
-
-def client_mods(
-    cfg: AggregationConfig, identity_of: Callable[[int], SiteIdentity] | None = None
-) -> list[Mod]:
-    """Return the mods a site puts *outside* its guard on the train handler.
-
-    ``identity_of`` (the site's signing identity, see :mod:`ssl_fed.secagg.identity`) turns on
-    signed keys and the consistency round of ssl-fed's SecAgg+; without it the protocol holds
-    against an honest-but-curious server only.
-    """
-    if cfg.name == "secagg":
-        return [ssa.make_secagg_mod(identity_of=identity_of)]
-    return [secaggplus_mod] if cfg.name == "flower-secaggplus" else []
-
-
-def run_legacy_rounds(
-    grid: Grid, context: Context, strategy: Strategy, num_rounds: int, cfg: AggregationConfig
-) -> None:
-    """Run ``num_rounds`` rounds of a legacy ``strategy`` through Flower's stock SecAgg+."""
-    legacy = LegacyContext(
-        context=context, config=ServerConfig(num_rounds=num_rounds), strategy=strategy
-    )
-    fit: Callable[[Grid, Any], None] = SecAggPlusWorkflow(
-        num_shares=cfg.num_shares,
-        reconstruction_threshold=cfg.reconstruction_threshold,
-        max_weight=float(MAX_WEIGHT),
-        clipping_range=cfg.clipping_range,
-        quantization_range=cfg.quantization_range,
-        timeout=cfg.timeout,
-    )
-    DefaultWorkflow(fit_workflow=fit)(grid, legacy)
+    bits = resolve_round(max(MIN_SITES, expected_sites(cfg)), secagg_config(a)).value_bits
+    return ssa.quantization_bound(a.clipping_range, bits)
 
 
 def aggregate_secure(
@@ -170,15 +120,15 @@ def aggregate_secure(
     A skip (fewer than 3 sites, too few survivors, a secret that cannot be rebuilt) returns an
     outcome without a mean and with the reason; the caller keeps the model unchanged.
     """
+    from ssl_fed.fed.secagg_driver import run_secagg_round, spec_from_arrays
+
     names = list(content.array_records[ARRAYS])
     if len(node_ids) < MIN_SITES:
         reason = f"{len(node_ids)} sites sampled; secure aggregation needs at least {MIN_SITES}"
         return RoundOutcome(None, [], list(node_ids), skipped=reason)
-    spec = ssa.spec_from_arrays(content.array_records[ARRAYS])
+    spec = spec_from_arrays(content.array_records[ARRAYS])
     try:
-        res = ssa.run_secagg_round(
-            grid, node_ids, content, spec, secagg_config(cfg), group_id=str(rnd)
-        )
+        res = run_secagg_round(grid, node_ids, content, spec, secagg_config(cfg), group_id=str(rnd))
     except ValueError as err:
         return RoundOutcome(None, [], list(node_ids), skipped=f"invalid SecAgg round: {err}")
     _log_rejections(rnd, res.rejected)

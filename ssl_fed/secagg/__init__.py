@@ -1,13 +1,17 @@
-"""ssl-fed's own SecAgg+ (Bell et al., CCS 2020) with full-strength masks, on Flower's Message API.
+"""ssl-fed's own SecAgg+ (Bell et al., CCS 2020), full-strength masks: crypto and state machines.
 
-Public API: :class:`SecAggConfig`, :func:`run_secagg_round` (server, Grid-level),
-:func:`secagg_mod` / :func:`make_secagg_mod` (site, client mod), :func:`run_local_round`
-(in-process, no Flower), :class:`AggregateResult` / :class:`Skipped`, and the ArrayRecord helpers.
+Pure protocol code over bytes and arrays, with no Flower import (a test enforces it): the
+site's and the server's state machines (:mod:`~ssl_fed.secagg.client`,
+:mod:`~ssl_fed.secagg.server`), the primitives (:mod:`~ssl_fed.secagg.keys`,
+:mod:`~ssl_fed.secagg.shamir`, :mod:`~ssl_fed.secagg.prg`) and :func:`run_local_round`
+(in-process, no Flower). Flower's Message API carries it through :mod:`ssl_fed.fed.secagg_driver`
+(server, Grid-level ``run_secagg_round``) and :mod:`ssl_fed.fed.secagg_mod` (site, client mod).
+
+Public API: :class:`SecAggConfig`, :func:`run_local_round`, :class:`AggregateResult` /
+:class:`Skipped`, :func:`quantization_bound` and :data:`PROTOCOL_VERSION`.
 """
 
-from ssl_fed.secagg.driver import run_secagg_round, spec_from_arrays, to_array_record
 from ssl_fed.secagg.local import run_local_round
-from ssl_fed.secagg.mod import make_secagg_mod, secagg_mod
 from ssl_fed.secagg.params import PROTOCOL_VERSION, SecAggConfig
 from ssl_fed.secagg.quantize import quantization_bound
 from ssl_fed.secagg.result import AggregateResult, Skipped
@@ -17,11 +21,6 @@ __all__ = [
     "AggregateResult",
     "SecAggConfig",
     "Skipped",
-    "make_secagg_mod",
     "quantization_bound",
     "run_local_round",
-    "run_secagg_round",
-    "secagg_mod",
-    "spec_from_arrays",
-    "to_array_record",
 ]

@@ -8,9 +8,9 @@ Primitives (Bell et al., CCS 2020, §3, building on Bonawitz et al., CCS 2017):
   ``info`` = (version, round, "share-enc", sender, receiver), so each direction of each pair has
   its own key, and associated data binding the same fields: a ciphertext replayed to another
   receiver, round or claimed sender fails authentication;
-- secret sharing: Shamir t-of-m over GF(2^128) via Flower's public
-  ``flwr.common.secure_aggregation.crypto.shamir`` helpers (a 32-byte secret gives 52-byte shares:
-  4-byte index + three 16-byte chunk shares);
+- secret sharing: Shamir t-of-m over GF(2^128) (:mod:`ssl_fed.secagg.shamir`, byte-compatible
+  with Flower's helpers; a 32-byte secret gives 52-byte shares: 4-byte index + three 16-byte
+  chunk shares);
 - seed commitments: SHA-256 of (version, round, id, b_i), published at advertise time so the
   server can tell a correctly reconstructed self-mask seed from one corrupted by a bad share.
   ``b_i`` is a uniform 256-bit string, so the hash reveals nothing usable about it.
@@ -26,10 +26,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from flwr.common.secure_aggregation.crypto.shamir import combine_shares, create_shares
 
 from ssl_fed.secagg.params import PROTOCOL_VERSION
 from ssl_fed.secagg.prg import derive_info, hkdf
+from ssl_fed.secagg.shamir import combine_shares, create_shares
 
 KEY_BYTES = 32
 SHARE_BYTES = 52

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Metadata, RecordDict
 
-from client.app import make_client_app
 from ssl_fed.config import ConfigError
+from ssl_fed.fed.clientapp import make_client_app
 from ssl_fed.fed.guard import GuardError
 from ssl_fed.fed.policy import PolicyDeclinedError
 from ssl_fed.privacy.policy import REFUSAL_CODES, SitePolicy

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from flwr.app import Context, RecordDict
 
-from client.app import _node_identity
 from ssl_fed.deploy.flwr_cli import DeployError
 from ssl_fed.deploy.pki import site_keygen
 from ssl_fed.deploy.site import SiteOptions, node_config, resolve_paths
+from ssl_fed.fed.clientapp import _node_identity
 from ssl_fed.privacy.policy import SitePolicy
 from ssl_fed.secagg import AggregateResult, SecAggConfig, run_local_round
 from tests.secagg.helpers import SPEC, exact_mean, max_err, site_inputs

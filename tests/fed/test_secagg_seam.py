@@ -1,4 +1,4 @@
-"""The secure-aggregation seam: labels, bounds, layouts, mods, and clear logs of rejections."""
+"""The aggregator registry and the SecAgg seam: labels, bounds, layouts, mods, rejections."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import logging
 import pytest
 from flwr.client.mod import secaggplus_mod
 
-from ssl_fed.config import load_config
+from ssl_fed.config import ConfigError, load_config
 from ssl_fed.fed import secagg as seam
-from ssl_fed.secagg import PROTOCOL_VERSION, secagg_mod
+from ssl_fed.fed.aggregators import aggregator_class, build_aggregator, names, register_aggregator
+from ssl_fed.fed.aggregators.secagg import SecAggAggregator
+from ssl_fed.fed.secagg_mod import secagg_mod
+from ssl_fed.secagg import PROTOCOL_VERSION
 
 
 @pytest.mark.parametrize(
@@ -23,17 +26,53 @@ from ssl_fed.secagg import PROTOCOL_VERSION, secagg_mod
 def test_each_option_has_its_label_layout_and_mod(
     name: str, label: str, layout: str, mods: list
 ) -> None:
-    a = load_config([f"aggregation={name}"]).aggregation
-    got = (seam.secure_label(a), seam.reply_layout(a), [m.__name__ for m in seam.client_mods(a)])
-    assert got == (label, layout, [m.__name__ for m in mods])
+    # Execute
+    agg = build_aggregator(load_config([f"aggregation={name}"]))
+    # Assert
+    got = (agg.name, agg.label, agg.reply_layout, [m.__name__ for m in agg.client_mods()])
+    assert got == (name, label, layout, [m.__name__ for m in mods])
 
 
 def test_quantization_bounds_are_the_stated_ones() -> None:
     # Prepare: 10 sites, weight 1 -> 24 value bits fit a 32-bit word
-    assert seam.quantization_bound(load_config()) == pytest.approx(0.5 / (2**24 - 1))
-    flower = load_config(["aggregation=flower-secaggplus"])
-    assert seam.quantization_bound(flower) == pytest.approx(0.5 / 2**22)
-    assert seam.quantization_bound(load_config(["aggregation=plain"])) == 0.0
+    def bound(overrides: list[str]) -> float:
+        return build_aggregator(load_config(overrides)).quantization_bound()
+
+    # Execute / Assert
+    assert bound([]) == pytest.approx(0.5 / (2**24 - 1))
+    assert bound(["aggregation=flower-secaggplus"]) == pytest.approx(0.5 / 2**22)
+    assert bound(["aggregation=plain"]) == 0.0
+
+
+def test_the_registry_names_every_option_and_refuses_an_unknown_one() -> None:
+    # Execute
+    with pytest.raises(ConfigError) as err:
+        aggregator_class("secagg-typo")
+    # Assert
+    assert names() == ("flower-secaggplus", "plain", "secagg")
+    assert str(err.value) == (
+        "aggregation.name='secagg-typo' is invalid: use one of flower-secaggplus, plain, secagg"
+    )
+
+
+def test_a_duplicate_registration_is_refused() -> None:
+    # Prepare
+    class Again(SecAggAggregator):
+        name = "secagg"
+
+    # Execute / Assert
+    with pytest.raises(ValueError, match="already registered"):
+        register_aggregator(Again)
+    assert aggregator_class("secagg") is SecAggAggregator
+
+
+def test_secagg_checks_its_config_through_the_registry() -> None:
+    # Prepare: 2 sites per round cannot run secure aggregation
+    cfg = load_config(["aggregation=plain", "sim.num_sites=2"])
+    # Execute / Assert: plain accepts it, secagg refuses it with the fix
+    aggregator_class("plain").check_config(cfg)
+    with pytest.raises(ConfigError, match="at least 3 sites per round"):
+        aggregator_class("secagg").check_config(cfg)
 
 
 def test_secagg_config_uses_weight_one_and_clear_whitelisted_scalars() -> None:

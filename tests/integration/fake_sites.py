@@ -10,9 +10,9 @@ from flwr.clientapp import ClientApp
 
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
+from ssl_fed.fed.aggregators import build_aggregator
 from ssl_fed.fed.guard import allowed_fit_metrics, make_guard_mod
 from ssl_fed.fed.messages import read_train_request, train_reply
-from ssl_fed.fed.secagg import client_mods, reply_layout
 from ssl_fed.models import build_model
 
 
@@ -33,8 +33,9 @@ def make_fake_app(
     hostile site). The reply layout and SecAgg mod follow ``cfg.aggregation``.
     """
     specs = fa.array_specs(build_model(cfg.encoder, 1), cfg.aggregation.share_heads)
-    layout = reply_layout(cfg.aggregation)
-    mods = [*client_mods(cfg.aggregation)]
+    aggregator = build_aggregator(cfg)
+    layout = aggregator.reply_layout
+    mods = [*aggregator.client_mods()]
     if guard:
         allowed = allowed_fit_metrics()
         mods.append(make_guard_mod(lambda c: specs, lambda c: allowed, lambda c: layout))

@@ -18,10 +18,10 @@ import pytest
 import torch
 from flwr.simulation import run_simulation
 
-from server.app import make_server_app
 from ssl_fed.config import RootConfig, load_config
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.secagg import quantization_bound
+from ssl_fed.fed.aggregators import build_aggregator
+from ssl_fed.fed.serverapp import make_server_app
 from ssl_fed.models import build_model
 from tests.integration.conftest import TINY
 from tests.integration.fake_sites import fake_delta, make_fake_app
@@ -98,7 +98,7 @@ def test_secagg_with_dropout_equals_survivors_mean(secagg: dict[str, Any]) -> No
     assert history[0]["dropped"] == sorted(DROP_R1)
     assert history[0]["skipped"] is None
     assert "losses" not in history[0] and "site_local_losses" not in history[0]  # never leave
-    bound = quantization_bound(cfg)
+    bound = build_aggregator(cfg).quantization_bound()
     assert 0 < bound < 1e-7
     assert _max_err(secagg["applied"], _expected(cfg, survivors, 1)) <= bound + FLOAT32_SLACK
 
@@ -137,7 +137,7 @@ def test_plain_rejects_malformed_and_secagg_agrees_within_bound(
     assert _max_err(plain["applied"], both) <= FLOAT32_SLACK
     # Assert: on the same round-1 updates, SecAgg and plain agree within the SecAgg bound
     plain_r1 = [a - b for a, b in zip(plain["applied"], second, strict=True)]
-    bound = quantization_bound(secagg["cfg"])
+    bound = build_aggregator(secagg["cfg"]).quantization_bound()
     assert _max_err(secagg["applied"], plain_r1) <= bound + 2 * FLOAT32_SLACK
 
 
@@ -150,6 +150,6 @@ def test_flower_secaggplus_still_runs_with_dropout(tmp_path: Path) -> None:
     cfg, history = run["cfg"], run["history"]
     survivors = [s for s in range(SITES) if s not in DROP_R1]
     assert history[0]["completed"] == survivors
-    bound = quantization_bound(cfg)
+    bound = build_aggregator(cfg).quantization_bound()
     assert bound == pytest.approx(0.5 / 2**22)
     assert _max_err(run["applied"], _expected(cfg, survivors, 1)) <= bound + FLOAT32_SLACK

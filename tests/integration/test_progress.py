@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from flwr.app import MetricRecord, RecordDict
 
-import server.strategy as strategy
-from server.progress import RoundProgress, summary_table
-from server.strategy import RoundRecord, SiteRounds
-from server.tracking import RunTracker
-from simulations.run import run_federation
+import ssl_fed.fed.rounds as strategy
 from ssl_fed.config import RootConfig, load_config
 from ssl_fed.fed import arrays as fa
+from ssl_fed.fed.progress import RoundProgress, summary_table
+from ssl_fed.fed.rounds import RoundRecord, SiteRounds
+from ssl_fed.fed.simulation import run_federation
+from ssl_fed.fed.tracking import RunTracker
 from tests.integration.conftest import TINY
 from tests.secagg.helpers import task_identity
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simulations.run import run_federation
 from ssl_fed.config import epsilon_budget, load_config
+from ssl_fed.fed.simulation import run_federation
 from ssl_fed.privacy.ledger import PrivacyLedger
 from tests.integration.conftest import TINY
 

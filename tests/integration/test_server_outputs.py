@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from server.tracking import RunTracker
 from ssl_fed import cli
 from ssl_fed.config import RootConfig
+from ssl_fed.fed.tracking import RunTracker
 
 
 def tracker(tmp_path: Path, *, pooled: bool) -> RunTracker:
@@ -69,16 +69,16 @@ def test_a_simulation_that_completes_no_round_exits_2_with_one_error_line(
     # Prepare: the federation "runs" but no round updated the model
     import flwr.simulation
 
-    import server.app
+    import ssl_fed.fed.serverapp as serverapp
 
-    real = server.app.make_server_app
+    real = serverapp.make_server_app
 
     def make(cfg: RootConfig, *, pooled: bool = False) -> Any:
         app = real(cfg, pooled=pooled)
         app.test_out = cfg.out  # type: ignore[attr-defined]
         return app
 
-    monkeypatch.setattr(server.app, "make_server_app", make)
+    monkeypatch.setattr(serverapp, "make_server_app", make)
     monkeypatch.setattr(flwr.simulation, "run_simulation", fake_simulation(history))
 
     # Execute
@@ -91,7 +91,7 @@ def test_a_simulation_that_completes_no_round_exits_2_with_one_error_line(
 
 
 def test_a_run_with_one_applied_round_passes_the_check(tmp_path):
-    from simulations.run import check_some_round_completed
+    from ssl_fed.fed.simulation import check_some_round_completed
 
     history = [
         {"round": 1, "completed": [], "declined": [0], "dropped": [], "skipped": None},
@@ -103,8 +103,8 @@ def test_a_run_with_one_applied_round_passes_the_check(tmp_path):
 @pytest.mark.slow
 def test_a_real_simulation_whose_sites_all_decline_fails_with_the_reason(tmp_path):
     # Prepare: σ fixed so low that one training costs more than every site's budget
-    from simulations.run import NoRoundCompletedError, run_federation
     from ssl_fed.config import load_config
+    from ssl_fed.fed.simulation import NoRoundCompletedError, run_federation
     from tests.integration.conftest import TINY
 
     overrides = ["sim.num_sites=3", "sim.rounds=1", "privacy.noise_multiplier=0.3"]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from simulations.run import run_federation
 from ssl_fed.config import epsilon_budget, load_config
 from ssl_fed.export import export_run
 from ssl_fed.fed import arrays as fa
+from ssl_fed.fed.simulation import run_federation
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.train.pretrain import load_warm_start, pretrain_synthetic, save_warm_start

@@ -9,14 +9,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
-from ssl_fed.secagg import (
-    AggregateResult,
-    SecAggConfig,
-    run_secagg_round,
-    secagg_mod,
-    spec_from_arrays,
-    to_array_record,
-)
+from ssl_fed.fed.secagg_driver import run_secagg_round, spec_from_arrays, to_array_record
+from ssl_fed.fed.secagg_mod import secagg_mod
+from ssl_fed.secagg import AggregateResult, SecAggConfig
 
 N = 5
 

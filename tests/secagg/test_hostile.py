@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Metadata, RecordDict
 
-from server.rounds import aggregate_plain
-from server.strategy import RoundRecord, SiteRounds
 from ssl_fed.config import load_config
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.messages import RoundOutcome, train_content
+from ssl_fed.fed.plain import aggregate_plain
+from ssl_fed.fed.rounds import RoundRecord, SiteRounds
 from ssl_fed.fed.secagg import aggregate_secure
-from ssl_fed.secagg import SecAggConfig, make_secagg_mod, secagg_mod
-from ssl_fed.secagg.driver import MASKED, RECORD
+from ssl_fed.fed.secagg_driver import MASKED, RECORD
+from ssl_fed.fed.secagg_mod import make_secagg_mod, secagg_mod
+from ssl_fed.secagg import SecAggConfig
 from ssl_fed.secagg.server import SecAggServer
 from tests.secagg.helpers import LoopbackGrid, SiteApp, delta_handler, task_identity
 

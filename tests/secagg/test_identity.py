@@ -16,16 +16,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from flwr.app import Array, ArrayRecord, Context, Message, RecordDict
 
+from ssl_fed.fed.secagg_driver import RECORD, run_secagg_round
+from ssl_fed.fed.secagg_mod import make_secagg_mod
 from ssl_fed.secagg import (
     AggregateResult,
     SecAggConfig,
     client,
     keys,
-    make_secagg_mod,
     run_local_round,
-    run_secagg_round,
 )
-from ssl_fed.secagg.driver import RECORD
 from ssl_fed.secagg.identity import (
     SiteIdentity,
     advert_message,

@@ -1,7 +1,8 @@
-"""The legacy strategy for Flower's stock SecAgg+ (``aggregation=flower-secaggplus``).
+"""Flower's stock SecAgg+ (``aggregation=flower-secaggplus``): a legacy strategy and its workflow.
 
-flwr 1.42's ``SecAggPlusWorkflow`` exists only on the legacy stack, so this adapter exposes
-:class:`server.strategy.SiteRounds` as a ``flwr.server.strategy.Strategy``: ``configure_fit``
+flwr 1.42's ``SecAggPlusWorkflow`` exists only on the legacy stack (``LegacyContext`` +
+``DefaultWorkflow``; site: ``secaggplus_mod``), so this adapter exposes
+:class:`ssl_fed.fed.rounds.SiteRounds` as a ``flwr.server.strategy.Strategy``: ``configure_fit``
 runs the shared budget query and sampling, ``aggregate_fit`` applies the shared update, and
 ``evaluate`` records the round. Under SecAgg+ every legacy result carries the same unmasked mean
 of the survivors' deltas, so the first result that passes the array checks is the mean.
@@ -10,18 +11,23 @@ of the survivors' deltas, so the first result that passes the array checks is th
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from flwr.app import Context
 from flwr.common import FitIns, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server import LegacyContext, ServerConfig
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.strategy import Strategy
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 from flwr.serverapp import Grid
 
-from server.strategy import RoundRecord, SiteRounds
+from ssl_fed.config import AggregationConfig
 from ssl_fed.fed.guard import GuardError, check_arrays
-from ssl_fed.fed.messages import RoundOutcome
+from ssl_fed.fed.layout import AGGREGATION_WEIGHT, RoundOutcome
+from ssl_fed.fed.rounds import RoundRecord, SiteRounds
 
 log = logging.getLogger("ssl_fed.server")
 
@@ -103,3 +109,24 @@ class SiteDeltaStrategy(Strategy):
             self.rounds.apply(rec, RoundOutcome(None, [], [], skipped=reason))
         self.rounds.record(rec)
         return None
+
+
+def run_legacy_rounds(
+    grid: Grid, context: Context, strategy: Strategy, num_rounds: int, cfg: AggregationConfig
+) -> None:
+    """Run ``num_rounds`` rounds of a legacy ``strategy`` through Flower's stock SecAgg+.
+
+    The weight cap equals the uniform site weight, so weights cost no quantization levels.
+    """
+    legacy = LegacyContext(
+        context=context, config=ServerConfig(num_rounds=num_rounds), strategy=strategy
+    )
+    fit: Callable[[Grid, Any], None] = SecAggPlusWorkflow(
+        num_shares=cfg.num_shares,
+        reconstruction_threshold=cfg.reconstruction_threshold,
+        max_weight=float(AGGREGATION_WEIGHT),
+        clipping_range=cfg.clipping_range,
+        quantization_range=cfg.quantization_range,
+        timeout=cfg.timeout,
+    )
+    DefaultWorkflow(fit_workflow=fit)(grid, legacy)

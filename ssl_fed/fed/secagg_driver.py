@@ -3,7 +3,8 @@
 Each protocol stage (advertise, share, collect, consist, unmask) is one batch of TRAIN messages
 carrying a ``ConfigRecord`` under :data:`RECORD` (the masked vector travels in an ``ArrayRecord``
 under :data:`MASKED`). The masked-input stage also carries the caller's train content (global
-arrays and config) so the site's train handler runs inside :func:`ssl_fed.secagg.mod.secagg_mod`.
+arrays and config) so the site's train handler runs inside
+:func:`ssl_fed.fed.secagg_mod.secagg_mod`.
 Every stage waits at most its timeout; a site that does not answer in time, answers with an
 error, or answers malformed is dropped for the rest of the round, and the protocol tolerates it
 if enough neighbours survive. An error reply's reason (e.g. the site's "protocol version
@@ -118,7 +119,7 @@ def run_secagg_round(
     grid : Grid
         The ServerApp's grid.
     node_ids : list[int]
-        Sampled sites (at least 3); each must run :func:`ssl_fed.secagg.mod.secagg_mod`.
+        Sampled sites (at least 3); each must run :func:`ssl_fed.fed.secagg_mod.secagg_mod`.
     train_content : RecordDict
         What a plain train message would carry (e.g. ``{"arrays": ..., "config": ...}``); it
         reaches the site's train handler unchanged in the masked-input stage.

@@ -7,10 +7,10 @@ Round ``r`` (global numbering, continued across a resume):
    affords the round) and its public label. Sites that reply 0 are *declined*; nodes that do not
    reply are *dropped*. Only willing sites are sampled, so SecAgg never waits on a site that would
    refuse, and a site that is out of budget costs the round nothing.
-2. **Aggregate.** Sampled sites train and send deltas with weight 1, through ssl-fed's SecAgg
-   (:mod:`server.rounds`, Message API), Flower's stock SecAgg+ (:mod:`server.legacy`, legacy
-   stack) or in the clear (``plain``). Either way the result is a
-   :class:`~ssl_fed.fed.messages.RoundOutcome`.
+2. **Aggregate.** Sampled sites train and send deltas with weight 1, through the aggregator
+   ``aggregation.name`` selects (:mod:`ssl_fed.fed.aggregators`: ssl-fed's SecAgg, Flower's stock
+   SecAgg+ on the legacy stack, or in the clear). Either way the result is a
+   :class:`~ssl_fed.fed.layout.RoundOutcome`.
 3. **Update** (:meth:`SiteRounds.apply` then :meth:`SiteRounds.record`). ``global += mean delta``
    (unchanged when the round was skipped); the tracker logs, evaluates and checkpoints.
 
@@ -36,8 +36,8 @@ from flwr.serverapp import Grid
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, check_query_reply, check_scalars
-from ssl_fed.fed.messages import RoundOutcome
-from ssl_fed.secagg.driver import send_and_receive
+from ssl_fed.fed.layout import RoundOutcome
+from ssl_fed.fed.secagg_driver import send_and_receive
 
 log = logging.getLogger("ssl_fed.server")
 QUERY_RECORD = "budget-query"

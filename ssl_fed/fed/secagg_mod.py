@@ -41,8 +41,8 @@ from flwr.app import (
 )
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
+from ssl_fed.fed.secagg_driver import CLEAR, MASKED, RECORD
 from ssl_fed.secagg import client
-from ssl_fed.secagg.driver import CLEAR, MASKED, RECORD
 from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.wire import Payload
 

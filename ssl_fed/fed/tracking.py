@@ -12,8 +12,8 @@ counts the skipped rounds so far (continued across a resume).
 
 Evaluation (``metrics.json`` ``evaluation``, TensorBoard and the printed summary say which):
 
-* ``pooled-benchmark`` (simulations only, :mod:`simulations.run`): the linear probe and kNN run
-  at the server on the pooled labelled dataset whose training split *is* the sites' training
+* ``pooled-benchmark`` (simulations only, :mod:`ssl_fed.fed.simulation`): the linear probe and
+  kNN run at the server on the pooled labelled dataset whose training split *is* the sites' training
   images. It is a benchmark of the simulation, outside the privacy guarantee (no ε covers the
   server reading every site's images); its tags live under ``benchmark_pooled_outside_dp/``.
 * ``public``: a deployed server probes only on a labelled test set the operator provides
@@ -40,13 +40,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from server.progress import RoundProgress, emit, summary_table
-from server.strategy import RoundRecord
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.secagg import quantization_bound, secure_label
+from ssl_fed.fed.aggregators import build_aggregator
+from ssl_fed.fed.progress import RoundProgress, emit, summary_table
+from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
 from ssl_fed.train.job import write_atomic
@@ -249,13 +249,14 @@ class RunTracker:
         last round run, skipped or not (the checkpoint's round, where a resume continues).
         """
         eps = self.site_epsilons()
+        aggregator = build_aggregator(self.cfg)
         history_max = max((float(h.get("epsilon_max", 0.0)) for h in self.history), default=0.0)
         metrics = {
             "run_id": self.run_id,
             "rounds_completed": sum(1 for h in self.history if not h.get("skipped")),
             "last_round": int(self.history[-1]["round"]) if self.history else 0,
-            "secure_aggregation": secure_label(self.cfg.aggregation),
-            "quantization_bound": quantization_bound(self.cfg),
+            "secure_aggregation": aggregator.label,
+            "quantization_bound": aggregator.quantization_bound(),
             "skipped_rounds": sum(1 for h in self.history if h.get("skipped")),
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
             "epsilon_max": max(max(eps.values(), default=0.0), history_max),

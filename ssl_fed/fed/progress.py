@@ -7,7 +7,7 @@ stdout keeps only the paths a script may read)::
     site-local losses {'total': 0.52}, 14.2 s/round, ETA 42 s
 
 (one line in the terminal). ``site-local losses`` appear only in a simulation, whose operator
-owns every site (:meth:`server.tracking.RunTracker.site_local_losses`); a deployed server never
+owns every site (:meth:`ssl_fed.fed.tracking.RunTracker.site_local_losses`); a deployed server never
 sees a loss. The ETA is the mean wall time of the rounds this process ran times the rounds left.
 A skipped round says so and why. At the end, :func:`summary_table` prints every round of the run
 (resumed rounds included) from ``metrics.json``'s history, so the table and the file agree.
