@@ -337,7 +337,7 @@ def main() -> None:
             "when nothing was pulled) and waits for the reply in 0.5 s steps; the ServerApp's "
             "`Grid.send_and_receive` polls every 3 s (`flwr/superlink/grid/http_grid.py`), "
             "which the ssl-fed SecAgg driver avoids (5-100 ms back-off) but the budget query "
-            "(`server/strategy.py`) and the stock SecAgg+ workflow do not. The warm worker "
+            "(`ssl_fed/fed/rounds.py`) and the stock SecAgg+ workflow do not. The warm worker "
             "removes the torch import from training; the collect stage (local DP training: 3 "
             "site processes at once, vs 2 Ray actors) is close to the simulation's under a "
             "steady load and grows with external load; each non-training stage (advertise, "

@@ -48,7 +48,7 @@ def probe_row(name: str, report: dict[str, Any], eps: Any, seconds: float) -> di
 
 
 def simulate_row(name: str, out: Path, overrides: list[str], eps_label: Any) -> dict[str, Any]:
-    from simulations.run import simulate
+    from ssl_fed.fed.simulation import simulate
 
     start = time.time()
     metrics = simulate([*overrides, f"out={out / name}"])

@@ -106,7 +106,7 @@ def run_overrides(overrides: list[str]) -> list[str]:
     """Check ``key=value`` overrides and add what a deployed run implies.
 
     σ is calibrated for every round a site may join, so ``train.max_rounds`` follows
-    ``sim.rounds`` unless given (as ``simulations.run.prepare_config`` does).
+    ``sim.rounds`` unless given (as ``ssl_fed.fed.simulation.prepare_config`` does).
     """
     keys = {}
     for item in overrides:

@@ -56,38 +56,8 @@ def make_client_app(
     (:func:`~ssl_fed.secagg.identity.derived_identity`); the server never receives it.
     """
     identity_of = None if identity_secret is None else partial(derived_identity, identity_secret)
-    cache: dict[str, RootConfig] = {}
-
-    def config_of(context: Context) -> RootConfig:
-        if cfg is not None:
-            return cfg
-        key = repr(sorted(context.run_config.items()))
-        if key not in cache:
-            cache.clear()
-            if _warm(context):
-                cache[key] = _remote(context, "config")
-            else:
-                from ssl_fed.fed.runconfig import from_run_config
-
-                cache[key] = from_run_config(dict(context.run_config))
-        return cache[key]
-
-    facts: dict[str, tuple[list[fa.ArraySpec], frozenset[str]]] = {}
-
-    def declared(context: Context) -> tuple[list[fa.ArraySpec], frozenset[str]]:
-        """Return the declared update arrays and whitelisted metrics, from the site's model."""
-        if _warm(context):
-            if "warm" not in facts:
-                facts["warm"] = _remote(context, "declared")
-            return facts["warm"]
-        from client import site as st
-
-        c = config_of(context)
-        channels = st.site_data(c, st.site_info(c, dict(context.node_config))).channels
-        key = f"{c.encoder}|{c.task}|{c.aggregation.share_heads}|{channels}"
-        if key not in facts:
-            facts[key] = st.declared_update(c, channels)
-        return facts[key]
+    config_of = _config_of(cfg)
+    declared = _declared_of(config_of)
 
     def layout(context: Context) -> str:
         return aggregator_class(config_of(context).aggregation.name).reply_layout
@@ -128,6 +98,49 @@ def make_client_app(
 
 
 ConfigOf = Callable[[Context], RootConfig]
+Declared = tuple[list[fa.ArraySpec], frozenset[str]]
+
+
+def _config_of(cfg: RootConfig | None) -> ConfigOf:
+    """Return the run's config per message: ``cfg``, else composed once per run config."""
+    cache: dict[str, RootConfig] = {}
+
+    def config_of(context: Context) -> RootConfig:
+        if cfg is not None:
+            return cfg
+        key = repr(sorted(context.run_config.items()))
+        if key not in cache:
+            cache.clear()
+            if _warm(context):
+                cache[key] = _remote(context, "config")
+            else:
+                from ssl_fed.fed.runconfig import from_run_config
+
+                cache[key] = from_run_config(dict(context.run_config))
+        return cache[key]
+
+    return config_of
+
+
+def _declared_of(config_of: ConfigOf) -> Callable[[Context], Declared]:
+    """Return the guard's view of the declared update arrays and whitelisted metrics."""
+    facts: dict[str, Declared] = {}
+
+    def declared(context: Context) -> Declared:
+        if _warm(context):
+            if "warm" not in facts:
+                facts["warm"] = _remote(context, "declared")
+            return facts["warm"]
+        from client import site as st
+
+        c = config_of(context)
+        channels = st.site_data(c, st.site_info(c, dict(context.node_config))).channels
+        key = f"{c.encoder}|{c.task}|{c.aggregation.share_heads}|{channels}"
+        if key not in facts:
+            facts[key] = st.declared_update(c, channels)
+        return facts[key]
+
+    return declared
 
 
 def _policy_mod(
