@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("server", "client", "simulations")
 
@@ -144,7 +146,8 @@ def library_imports(prefixes: tuple[str, ...]) -> set[tuple[str, str]]:
     return found
 
 
-def test_the_flower_free_modules_and_load_config_do_not_import_flwr(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_flower_free_modules_and_load_config_do_not_import_flwr() -> None:
     # Prepare: a fresh interpreter, so nothing another test imported counts
     code = (
         "import sys, json\n"
