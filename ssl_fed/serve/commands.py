@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("embed", help="embed a folder or .npz of images with an encoder")
     p.add_argument("--model", required=True, help="export folder, run folder, .onnx or .pt file")
-    p.add_argument("--data", required=True, help="folder of PNG/JPEG images, or an .npz")
+    p.add_argument("--data", required=True, help="image folder, .npz, or IDX images file")
     p.add_argument("--out", required=True, help="features file (.npy); index beside it")
     p.add_argument("--batch-size", type=int, default=256, help="images per batch (and chunk)")
     p.add_argument("--on-bad-file", choices=["error", "skip"], default="error")

@@ -1,15 +1,16 @@
 """Embed a site's images with the released encoder: ``features.npy`` plus a row index.
 
 Images are read with training's own loaders and checks (:mod:`ssl_fed.data`): the same decode,
-resize and channel conversion as ``data.name=folder`` / ``npz``, the same range and NaN checks,
-so a feature row is what ``features()`` gives the image during evaluation. A folder is streamed
-``chunk`` files at a time and features are appended to disk as they come, so a folder larger
-than memory works (memory is O(chunk)); an ``.npz`` is one array and is loaded whole. The output
-is written to a temporary file and renamed at the end, so a failure never leaves a half-written
-or clobbered ``features.npy``.
+resize and channel conversion as ``data.name=folder`` / ``npz`` / ``idx``, the same range and
+NaN checks, so a feature row is what ``features()`` gives the image during evaluation. A folder
+is streamed ``chunk`` files at a time and features are appended to disk as they come, so a
+folder larger than memory works (memory is O(chunk)); an ``.npz`` or IDX file is one array,
+loaded whole. The output is written to a temporary file and renamed at the end, so a failure
+never leaves a half-written or clobbered ``features.npy``.
 
 The index (``<out stem>.index.csv``) names each row's source: the file's path relative to the
-folder (whose class sub-folder is its label), or the row of the ``.npz`` and its label.
+folder (whose class sub-folder is its label), or the row of the ``.npz`` / IDX file and its
+label.
 
 Notes
 -----
@@ -21,6 +22,7 @@ and nothing here sends them anywhere.
 from __future__ import annotations
 
 import csv
+import gzip
 import os
 import sys
 from collections.abc import Iterator
@@ -35,6 +37,7 @@ from tqdm import tqdm
 from ssl_fed.config import ConfigError, DataConfig
 from ssl_fed.data import DataError, validate_images
 from ssl_fed.data.folder import _list_files, _read_image
+from ssl_fed.data.idx import DTYPES, load_idx
 from ssl_fed.data.loaders import load_npz
 from ssl_fed.serve.runtime import Batch, ServedModel
 
@@ -91,10 +94,33 @@ def folder_chunks(
     progress.close()
 
 
+def is_idx(path: Path) -> bool:
+    """Whether ``path`` is an IDX file: its first bytes are the magic number (gzip or not).
+
+    The content decides, not the name, as for ``data=idx`` (:mod:`ssl_fed.data.idx`).
+    """
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if head[:2] == b"\x1f\x8b":
+        with gzip.open(path, "rb") as unzipped:
+            try:
+                head = unzipped.read(4)
+            except (OSError, EOFError):
+                return False
+    return len(head) == 4 and head[:2] == b"\x00\x00" and head[2] in DTYPES and 1 <= head[3] <= 4
+
+
 def npz_chunks(path: Path, model: ServedModel, chunk: int) -> Iterator[Chunk]:
-    """Load an ``.npz`` as ``data.name=npz`` does (validated, resized) and yield it in chunks."""
-    cfg = DataConfig(name="npz", image_size=model.image_size, channels=model.channels)
-    data = load_npz(cfg, str(path))
+    """Load an ``.npz`` (or IDX images file) as training's loader does and yield it in chunks.
+
+    ``data=npz`` / ``data=idx`` validate and resize the same way; an IDX file's labels come
+    from its paired labels file (:func:`ssl_fed.data.idx.labels_file_for`), if there is one.
+    """
+    fmt = "npz" if path.suffix == ".npz" else "idx"
+    cfg = DataConfig(name=fmt, image_size=model.image_size, channels=model.channels)
+    data = load_npz(cfg, str(path)) if fmt == "npz" else load_idx(cfg, str(path))
     labels = data.labels.tolist() if data.labels is not None else None
     for start in tqdm(range(0, len(data), chunk), unit="chunk", disable=not sys.stderr.isatty()):
         rows = range(start, min(start + chunk, len(data)))
@@ -144,7 +170,7 @@ def embed(
     batch_size: int = 256,
     on_bad_file: str = "error",
 ) -> EmbedSummary:
-    """Embed every image of ``data`` (a folder or an ``.npz``) with ``model`` into ``out``.
+    """Embed every image of ``data`` (a folder, ``.npz`` or IDX file) with ``model`` into ``out``.
 
     Raises
     ------
@@ -162,10 +188,12 @@ def embed(
     summary = EmbedSummary(features=out, index=out.with_suffix(".index.csv"))
     if data.is_dir():
         chunks = folder_chunks(data, model, batch_size, on_bad_file, summary)
-    elif data.is_file() and data.suffix == ".npz":
+    elif data.is_file() and (data.suffix == ".npz" or is_idx(data)):
         chunks = npz_chunks(data, model, batch_size)
     else:
-        raise DataError(f"--data {data}: give a folder of PNG/JPEG images or an .npz file")
+        raise DataError(
+            f"--data {data}: give a folder of PNG/JPEG images, an .npz file or an IDX images file"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = FeatureWriter(out)
     names: list[tuple[str, str]] = []

@@ -158,3 +158,37 @@ def test_bad_input_is_one_error_line(tmp_path, capsys, model, data, needle):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error:") and needle in err[0]
     assert not (tmp_path / "f.npy").exists()
+
+
+def test_gzipped_idx_file_embeds_like_the_npz_of_the_same_images(tmp_path):
+    # Prepare: the same images once as a gzipped IDX pair (images + labels), once as an .npz
+    from ssl_fed.data.idx import write_idx
+
+    write_run(tmp_path / "run", {})
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (5, 16, 16), dtype=np.uint8)
+    labels = np.array([2, 7, 1, 8, 2], dtype=np.uint8)
+    idx = write_idx(tmp_path / "site-images-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "site-labels-idx1-ubyte.gz", labels)
+    np.savez(tmp_path / "d.npz", images=images, labels=labels)
+    served = load_served(tmp_path / "run")
+
+    # Execute
+    embed(served, idx, tmp_path / "idx.npy", batch_size=2)
+    embed(served, tmp_path / "d.npz", tmp_path / "npz.npy", batch_size=2)
+
+    # Assert: identical features; labels found by the IDX naming rule
+    assert np.array_equal(np.load(tmp_path / "idx.npy"), np.load(tmp_path / "npz.npy"))
+    index = read_index(tmp_path / "idx.index.csv")
+    assert [r["label"] for r in index] == ["2", "7", "1", "8", "2"]
+
+
+def test_a_file_that_is_neither_npz_nor_idx_is_refused_by_name(tmp_path):
+    # Prepare: a text file
+    write_run(tmp_path / "run", {})
+    (tmp_path / "notes.txt").write_text("not images")
+
+    # Execute / Assert
+    with pytest.raises(DataError, match=r"notes\.txt.*IDX images file"):
+        embed(load_served(tmp_path / "run"), tmp_path / "notes.txt", tmp_path / "f.npy")
+    assert not (tmp_path / "f.npy").exists()
