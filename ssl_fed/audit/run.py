@@ -1,9 +1,9 @@
 """Run one audited training at one site: canaries in, the real DP step, ε_lower beside ε.
 
 White-box: the runner drives the public pieces of the training path itself
-(:func:`~ssl_fed.train.local.make_schedule`, :func:`~ssl_fed.tasks.units.plan_units`,
-:func:`~ssl_fed.privacy.dpsgd.check_private_setup`, :func:`~ssl_fed.train.local.choose_noise`,
-the site's ledger, :func:`~ssl_fed.train.local.build_step`), because the canaries must enter as
+(:func:`~ssl_fed.privacy.schedule.make_schedule`, :func:`~ssl_fed.tasks.units.plan_units`, the
+site's ledger and :class:`~ssl_fed.privacy.engine.DPSGDEngine`, which checks the setup, charges
+the ledger and builds the DP step), because the canaries must enter as
 units of each step and the adversary must see each released noisy sum. Black-box: the canary
 images are appended to the site's data and :func:`~ssl_fed.train.local.train_local` runs
 unchanged; only the final model is scored.
@@ -36,18 +36,13 @@ from ssl_fed.audit.canaries import (
 from ssl_fed.audit.guess import AuditOutcome, score_audit
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data.dataset import ImageDataset
-from ssl_fed.privacy.dpsgd import DPSGDStep, PrivacyError, check_private_setup
+from ssl_fed.privacy.dpsgd import DPSGDStep, PrivacyError
+from ssl_fed.privacy.engine import build_engine
 from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.privacy.schedule import Schedule, make_schedule
 from ssl_fed.tasks.base import PretextTask
 from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
-from ssl_fed.train.local import (
-    Schedule,
-    apply_trainable,
-    build_step,
-    choose_noise,
-    make_schedule,
-    train_local,
-)
+from ssl_fed.train.local import apply_trainable, make_optimizer, train_local
 
 CANARY_SCALE = 2.0
 """A white-box canary's raw gradient norm, in units of C: above C, so the step's clip acts."""
@@ -137,25 +132,17 @@ def audit_white_box(
     beta: float,
 ) -> AuditResult:
     """Train ``task`` on ``data`` plus ``canaries`` gradient canaries; audit every noisy step."""
-    if not cfg.privacy.enabled:
-        raise PrivacyError("the audit tests a DP training: set privacy=dpsgd")
     gen = _secret_generator()
     public_n = len(data) + canaries
     schedule = make_schedule(public_n, cfg.train.batch_size, cfg.train.local_epochs, public_n)
+    engine = build_engine(cfg, ledger, schedule, n=public_n, run_id=run_id)
     apply_trainable(task, cfg.privacy.trainable)
     plan = plan_units(task, cfg.task, cfg.train.batch_size)
-    sensitivity = check_private_setup(task, plan, delta=cfg.privacy.delta, n=public_n)
-    sigma = choose_noise(cfg, ledger, schedule, run_id)
-    ledger.charge(
-        run_id=run_id,
-        round=1,
-        noise_multiplier=sigma,
-        sample_rate=schedule.sample_rate,
-        steps=schedule.steps,
-        sensitivity=sensitivity,
-    )
-    step = build_step(task, cfg, plan, sigma)
-    assert isinstance(step, DPSGDStep)
+    step = engine.make_private(task, make_optimizer(task, cfg), plan, round=1)
+    if not isinstance(step, DPSGDStep):
+        raise PrivacyError("the audit tests a DP training: set privacy=dpsgd")
+    sigma, sensitivity = engine.noise_multiplier(), plan.sensitivity
+    assert sigma is not None and sensitivity is not None
     shapes = {n: p.shape for n, p in step.named.items()}
     scale = CANARY_SCALE * cfg.privacy.max_grad_norm
     dirac = make_dirac_canaries(shapes, canaries, scale=scale, generator=gen)

@@ -103,10 +103,10 @@ APP_PARTS = ("server", "client", "ssl_fed", "configs")
 
 
 def run_overrides(overrides: list[str]) -> list[str]:
-    """Check ``key=value`` overrides and add what a deployed run implies.
+    """Check ``key=value`` overrides and add what a deployed run implies (no progress bars).
 
-    σ is calibrated for every round a site may join, so ``train.max_rounds`` follows
-    ``sim.rounds`` unless given (as ``ssl_fed.fed.simulation.prepare_config`` does).
+    σ is planned for every round a site may join by the sites themselves
+    (:func:`~ssl_fed.privacy.engine.plan_federated_trainings`), not here.
     """
     keys = {}
     for item in overrides:
@@ -115,8 +115,6 @@ def run_overrides(overrides: list[str]) -> list[str]:
             raise DeployError(f"override {item!r}: use key=value, e.g. sim.rounds=4")
         keys[key.lstrip("+")] = value
     extra = []
-    if "sim.rounds" in keys and "train.max_rounds" not in keys:
-        extra.append(f"train.max_rounds={keys['sim.rounds']}")
     if "train.progress" not in keys:
         extra.append("train.progress=false")
     return [*overrides, *extra]

@@ -82,7 +82,7 @@ def site_policy(opts: SiteOptions) -> SitePolicy:
 
 
 def node_config(opts: SiteOptions, policy: SitePolicy) -> dict[str, str | int | float | bool]:
-    """Return the node config the ClientApp reads (see :func:`client.site.site_info`)."""
+    """Return the node config the ClientApp reads (see :func:`ssl_fed.site.node.site_info`)."""
     cfg: dict[str, str | int | float | bool] = {
         "data-path": str(opts.data),
         "data-format": data_format(opts.data, opts.data_format),

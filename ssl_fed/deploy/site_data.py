@@ -3,7 +3,8 @@
 Simulations hold out ``data.test_fraction`` of a labelled set for evaluation; a deployed site's
 operator did not ask for that, so a deployed site trains on every image unless ``--eval-fraction
 F`` (node config ``eval-fraction``) holds out a stratified fraction F for site-local evaluation.
-``client/site.py:site_data`` uses :func:`deployed_splits` for every site with a ``data-path``.
+:func:`ssl_fed.site.node.site_data` uses :func:`deployed_splits` for every site with a
+``data-path``.
 """
 
 from __future__ import annotations

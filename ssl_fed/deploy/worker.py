@@ -70,13 +70,14 @@ class SiteWorker:
     """Answer the ClientApp's heavy requests with warm imports, data and per-run state."""
 
     def __init__(self, node_config: dict[str, Any], policy: SitePolicy) -> None:
-        from client import site as st
+        from ssl_fed.site import node, rounds
 
         self.node_config = dict(node_config)
         self.policy = policy
-        self.st = st
+        self.node, self.rounds = node, rounds
         self.configs: dict[str, Any] = {}
-        self.contexts: dict[str, Any] = {}
+        self.heads: dict[str, Any] = {}
+        """Per run: the pretext heads that stay at the site between rounds (``None`` at first)."""
 
     def config(self, run_config: dict[str, Any]) -> Any:
         """Compose (once per distinct run config) the run's :class:`RootConfig`."""
@@ -86,14 +87,6 @@ class SiteWorker:
         if key not in self.configs:
             self.configs = {key: from_run_config(run_config)}
         return self.configs[key]
-
-    def context(self, run_id: str) -> Any:
-        """Return this worker's stand-in ``Context`` for ``run_id`` (its ``state`` persists)."""
-        from ssl_fed.fed.messages import standin_context
-
-        if run_id not in self.contexts:
-            self.contexts[run_id] = standin_context()
-        return self.contexts[run_id]
 
     def handle(self, request: tuple[Any, ...]) -> Any:
         """Serve one request: ``(kind, run_config, *args)``."""
@@ -108,16 +101,16 @@ class SiteWorker:
             return [r.code for r in check_run(cfg, self.policy)]
         if kind == "budget":
             return self.policy.epsilon_budget
-        info = self.st.site_info(cfg, self.node_config)
+        info = self.node.site_info(cfg, self.node_config)
         if kind == "declared":
-            channels = self.st.site_data(cfg, info).channels
-            return self.st.declared_update(cfg, channels)
+            channels = self.node.site_data(cfg, info).channels
+            return self.rounds.declared_update(cfg, channels)
         if kind == "query":
             run_id, rnd = args
             refusals = self.refusals(cfg, info, run_id)
             if refusals:
                 return False, info.label, refusal_code(refusals)
-            ok = bool(self.st.answer_budget_query(cfg, info, run_id, rnd))
+            ok = bool(self.rounds.answer_budget_query(cfg, info, run_id, rnd))
             return ok, info.label, 0 if ok else DECLINED_BUDGET
         if kind == "train":
             received, run_id, rnd = args
@@ -126,17 +119,21 @@ class SiteWorker:
                 raise PolicyDeclinedError(
                     f"declined: policy ({', '.join(r.code for r in refusals)})"
                 )
-            return self.st.train_round(cfg, info, received, self.context(run_id), run_id, rnd)
+            kept = self.heads.get(run_id)
+            result = self.rounds.train_site_round(cfg, info, received, kept, run_id, rnd)
+            if result.heads is not None:
+                self.heads[run_id] = result.heads
+            return result.delta, result.scalars
         raise WorkerError(f"unknown worker request {kind!r}")
 
     def refusals(self, cfg: Any, info: Any, run_id: str) -> list[Refusal]:
         """Return the policy refusals for one more round of ``run_id`` (empty: allowed)."""
         from ssl_fed.fed.policy import site_refusals
 
-        site_cfg = self.st.site_config(cfg, info)
+        site_cfg = self.node.site_config(cfg, info)
 
         def round_inputs() -> tuple[Any, int]:
-            return self.st.site_ledger(site_cfg, info), len(self.st.site_data(site_cfg, info))
+            return self.rounds.site_ledger(site_cfg, info), len(self.node.site_data(site_cfg, info))
 
         return site_refusals(cfg, site_cfg, self.policy, round_inputs, run_id)
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 
 from ssl_fed.config import RootConfig
-from ssl_fed.privacy.ledger import BudgetExceededError, PrivacyLedger
-from ssl_fed.train.local import choose_noise, make_schedule
+from ssl_fed.privacy.engine import build_engine
+from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.train.local import schedule_for
 
 log = logging.getLogger("ssl_fed.fed.budget")
 
@@ -35,17 +36,12 @@ def already_charged(ledger: PrivacyLedger, run_id: str, round: int) -> bool:
 def can_train(
     cfg: RootConfig, ledger: PrivacyLedger | None, n: int, run_id: str, round: int
 ) -> bool:
-    """Whether the site may train ``round`` of ``run_id`` on ``n`` images (logged at the site)."""
-    if not cfg.privacy.enabled or ledger is None:
-        return True
-    if already_charged(ledger, run_id, round):
-        log.warning("round %d of run %s was already charged here; declining it", round, run_id)
-        return False
-    schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size)
-    try:
-        sigma = choose_noise(cfg, ledger, schedule, run_id)
-        ledger.check_affordable((sigma, schedule.sample_rate, schedule.steps))
-    except (BudgetExceededError, ValueError) as err:
-        log.warning("declining round %d: %s", round, err)
-        return False
-    return True
+    """Whether the site may train ``round`` of ``run_id`` on ``n`` images (logged at the site).
+
+    The answer is the privacy engine's (:meth:`~ssl_fed.privacy.engine.PrivacyEngine.decide`).
+    """
+    engine = build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
+    decision = engine.decide(round)
+    if not decision.ok:
+        log.warning("declining round %d: %s", round, decision.reason)
+    return decision.ok

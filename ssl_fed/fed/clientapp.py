@@ -83,7 +83,7 @@ def make_client_app(
         if _warm(context):
             delta, scalars = _remote(context, "train", received, run_id, rnd)
         else:
-            from client import site as st
+            from ssl_fed.fed import site as st
 
             c = config_of(context)
             info = st.site_info(c, dict(context.node_config))
@@ -131,7 +131,7 @@ def _declared_of(config_of: ConfigOf) -> Callable[[Context], Declared]:
             if "warm" not in facts:
                 facts["warm"] = _remote(context, "declared")
             return facts["warm"]
-        from client import site as st
+        from ssl_fed.fed import site as st
 
         c = config_of(context)
         channels = st.site_data(c, st.site_info(c, dict(context.node_config))).channels
@@ -247,7 +247,7 @@ def _local_policy(context: Context, cfg: RootConfig) -> Any:
 
 def _local_refusals(context: Context, cfg: RootConfig, info: Any, run_id: str) -> list[Any]:
     """Policy refusals for one more round of ``run_id`` at an in-process site."""
-    from client import site as st
+    from ssl_fed.fed import site as st
     from ssl_fed.fed.policy import site_refusals
 
     site_cfg = st.site_config(cfg, info)
@@ -261,7 +261,7 @@ def _local_refusals(context: Context, cfg: RootConfig, info: Any, run_id: str) -
 
 def _local_query(context: Context, cfg: RootConfig, run_id: str, rnd: int) -> tuple[bool, int, int]:
     """Answer the budget query in-process: (can train, site label, declined code)."""
-    from client import site as st
+    from ssl_fed.fed import site as st
     from ssl_fed.privacy.policy import DECLINED_BUDGET, refusal_code
 
     info = st.site_info(cfg, dict(context.node_config))

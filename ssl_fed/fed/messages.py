@@ -19,7 +19,7 @@ count would reveal each site's data size.
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.compat.common import recorddict_compat as compat
 
@@ -71,11 +71,3 @@ def read_train_reply(content: RecordDict) -> tuple[list[NDArray], dict[str, floa
     metrics = dict(content.metric_records[METRICS])
     return arrays, {k: v for k, v in metrics.items() if k != WEIGHT_KEY}  # type: ignore[misc]
 
-
-def standin_context() -> Context:
-    """Return an empty ``Context`` whose ``state`` a site's warm worker keeps across rounds.
-
-    The worker (:mod:`ssl_fed.deploy.worker`) trains outside the ClientApp process, so it holds
-    one of these per run in place of the SuperNode's ``Context.state`` (the pretext heads).
-    """
-    return Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config={})

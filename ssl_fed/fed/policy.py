@@ -4,7 +4,7 @@
 site's policy depend on what the site itself would do: the noise multiplier it would calibrate
 (from the run's target ε, its ledger and its data) and the ε this run has already spent there.
 :func:`check_round` recomputes both with the same functions training uses
-(:func:`~ssl_fed.train.local.make_schedule`, :func:`~ssl_fed.train.local.choose_noise`), so the
+(the privacy engine, :mod:`ssl_fed.privacy.engine`), so the
 site declines before anything is trained or charged. Calibrating σ costs seconds, so a policy
 with no σ floor and no per-run cap below the ledger's budget skips it (the ledger's own check is
 then the binding one).
@@ -23,9 +23,10 @@ from collections.abc import Callable
 
 from ssl_fed.config import RootConfig
 from ssl_fed.privacy.accounting import epsilon_for_history
+from ssl_fed.privacy.engine import build_engine
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.privacy.policy import Refusal, SitePolicy, check_run
-from ssl_fed.train.local import choose_noise, make_schedule
+from ssl_fed.train.local import schedule_for
 
 log = logging.getLogger("ssl_fed.fed.policy")
 
@@ -38,20 +39,23 @@ def check_round(
     cfg: RootConfig, policy: SitePolicy, ledger: PrivacyLedger | None, n: int, run_id: str
 ) -> list[Refusal]:
     """Refusals for one more round of ``run_id`` on ``n`` images (``cfg``: the site's view)."""
-    if ledger is None or not cfg.privacy.enabled:
-        return []
+    if ledger is None:
+        return []  # no ledger: the site's privacy engine charges none
     if policy.min_noise_multiplier <= 0 and ledger.budget <= policy.run_cap:
         return []  # no σ floor, and the ledger's own budget check is the tighter ε bound
-    schedule = make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size)
+    engine = build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
     try:
-        sigma = choose_noise(cfg, ledger, schedule, run_id)
+        planned = engine.ledger_step()
     except ValueError:
         return []  # σ cannot be calibrated: the ledger's own check declines the round
+    if planned is None:
+        return []  # the engine records nothing (privacy off)
+    sigma = planned[0]
     out: list[Refusal] = []
     if sigma < policy.min_noise_multiplier:
         out.append(Refusal("noise", f"σ={sigma:.4g} < minimum {policy.min_noise_multiplier}"))
     history = [e.step for e in ledger.entries_for(run_id)]
-    history.append((sigma, schedule.sample_rate, schedule.steps))
+    history.append(planned)
     spent = epsilon_for_history(history, policy.delta, cfg.privacy.accountant)
     if spent > policy.run_cap:
         out.append(Refusal("epsilon-run", f"this run would reach ε={spent:.4g} > {policy.run_cap}"))
@@ -69,7 +73,7 @@ def site_refusals(
 
     ``run_cfg`` is the config exactly as the server sent it (checked by
     :func:`~ssl_fed.privacy.policy.check_run`); ``site_cfg`` is the site's view of it (its own
-    budget applied, :func:`client.site.site_config`), which decides σ for :func:`check_round`.
+    budget applied, :func:`ssl_fed.site.node.site_config`), which decides σ for :func:`check_round`.
     ``round_inputs()`` opens the site's ledger and counts its images; it is called only when the
     run config passes, so a refused run never opens (or creates) a ledger.
     """

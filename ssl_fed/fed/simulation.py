@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_fed.config import ConfigError, RootConfig, load_config
+from ssl_fed.privacy.engine import plan_federated_trainings
 
 log = logging.getLogger("ssl_fed.simulate")
 FLOWER_NOISE = ("DEPRECATED FEATURE", "Manually terminating")
@@ -122,12 +123,13 @@ def check_some_round_completed(metrics: dict[str, Any], path: Path) -> None:
 
 
 def prepare_config(cfg: RootConfig) -> RootConfig:
-    """Fix what a federation implies: σ is calibrated for ``sim.rounds`` trainings per site.
+    """Fix what a federation implies: no progress bars; σ planned for ``sim.rounds`` trainings.
 
-    A site may join every round and the server gets no sampling credit (DESIGN §1), so
-    ``train.max_rounds = sim.rounds`` keeps each site's ε within its target over the whole run.
+    The planned trainings are the privacy engine's one rule
+    (:func:`~ssl_fed.privacy.engine.plan_federated_trainings`), which every site applies again
+    itself, so ``flwr run`` gets the same σ; here it also makes the run's recorded config say so.
     """
-    return replace(cfg, train=replace(cfg.train, max_rounds=cfg.sim.rounds, progress=False))
+    return plan_federated_trainings(replace(cfg, train=replace(cfg.train, progress=False)))
 
 
 def run_federation(cfg: RootConfig) -> dict[str, Any]:

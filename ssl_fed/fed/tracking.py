@@ -20,7 +20,7 @@ Evaluation (``metrics.json`` ``evaluation``, TensorBoard and the printed summary
   (``eval.public_path``, npz or folder, split by ``data.test_fraction``); tags ``probe_public/``.
 * ``none``: a deployed server without ``eval.public_path`` does not probe at all.
 
-Site-local losses: the losses never leave a site (:mod:`client.site`); in a simulation, whose
+Site-local losses: the losses never leave a site (:mod:`ssl_fed.site`); in a simulation, whose
 operator owns every site, the tracker reads each site's ``site_metrics.jsonl`` and logs them
 under ``site_local/loss/...``, labelled as such.
 """
@@ -54,7 +54,7 @@ from ssl_fed.train.job import write_atomic
 log = logging.getLogger("ssl_fed.server")
 CHECKPOINT = "checkpoints/last.pt"
 SITE_METRICS_FILE = "site_metrics.jsonl"
-"""The sites' local record of their losses (written by :func:`client.site.record_round`)."""
+"""The sites' local record of their losses (written by :func:`ssl_fed.site.rounds.record_round`)."""
 
 EVALUATIONS = {
     "pooled-benchmark": (

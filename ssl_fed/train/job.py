@@ -22,9 +22,10 @@ from ssl_fed.config import RootConfig, epsilon_budget
 from ssl_fed.data import load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.models import SSLModel, build_model
+from ssl_fed.privacy.engine import build_engine
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks import build_task
-from ssl_fed.train.local import train_local
+from ssl_fed.train.local import schedule_for, train_local
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -85,12 +86,13 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     start = time.time()
     splits = load_splits(cfg.data)
     train = splits.train
-    ledger = site_ledger(cfg) if cfg.privacy.enabled else None
+    run_id = cfg.run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    schedule = schedule_for(cfg, len(train))
+    engine = build_engine(cfg, lambda: site_ledger(cfg), schedule, n=len(train), run_id=run_id)
     model = build_model(cfg.encoder, train.channels)
     init_card = load_init(model, cfg.init)
     task = build_task(model, cfg.task, cfg.data.augment, train.image_size, train.channels)
-    run_id = cfg.run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    result = train_local(task, train, cfg, ledger=ledger, run_id=run_id)
+    result = train_local(task, train, cfg, run_id=run_id, engine=engine)
     report: dict[str, Any] = {"linear_probe": None, "knn_accuracy": None}
     has_labels = train.labels is not None and splits.test is not None
     if has_labels and splits.test is not None:
@@ -101,12 +103,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
         "examples": result.num_examples,
         "losses": result.losses,
         "epsilon": result.epsilon,
-        "delta": cfg.privacy.delta if cfg.privacy.enabled else None,
-        "epsilon_budget": epsilon_budget(cfg.privacy) if cfg.privacy.enabled else None,
-        "accountant": cfg.privacy.accountant if cfg.privacy.enabled else None,
-        "noise_multiplier": result.noise_multiplier,
-        "sensitivity": result.plan.sensitivity if cfg.privacy.enabled else None,
-        "privacy_unit": result.plan.describes if cfg.privacy.enabled else "none (privacy off)",
+        **engine.describe(result.plan),
         "steps": result.steps,
         "init": init_summary(cfg.init, init_card),
         **report,

@@ -2,9 +2,9 @@
 
 Data flow: Poisson batch of image indices -> views -> clipping units -> one gradient step (plain,
 or DP-SGD wrapping it) -> after E epochs, the encoder's new weights. Privacy enters only through
-which step is built (:func:`build_step`), the ledger charge before the loop, and the run key of
-the per-image streams (:mod:`ssl_fed.train.randomness`: secret under DP, from ``train.seed``
-otherwise) that draw every image's inclusion, views and group id.
+the privacy engine (:mod:`ssl_fed.privacy.engine`): it builds the step and charges the ledger
+before the loop, and says whether the run key of the per-image streams
+(:mod:`ssl_fed.train.randomness`) is secret (DP) or derived from ``train.seed`` (privacy off).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ssl_fed.config import RootConfig, epsilon_budget
+from ssl_fed.config import RootConfig
 from ssl_fed.data.dataset import ImageDataset
-from ssl_fed.privacy.accounting import calibrate_noise
-from ssl_fed.privacy.dpsgd import DPSGDStep, GradientStep, PlainStep, check_private_setup
-from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.privacy.dpsgd import GradientStep
+from ssl_fed.privacy.engine import LedgerSource, PrivacyEngine, build_engine
+from ssl_fed.privacy.schedule import Schedule, make_schedule
 from ssl_fed.tasks.base import PretextTask
 from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
 from ssl_fed.train.randomness import UnitStreams, draw_run_key, unit_ids
@@ -47,76 +47,30 @@ class LocalResult:
     size_is_public: bool = True
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """The public constants of one local training: sample rate and step count.
-
-    ``size_is_public`` is False when no public size was declared and the exact n was used: then
-    q, the steps and every ε computed from them are functions of private data and must stay at
-    the site.
-    """
-
-    sample_rate: float
-    steps_per_epoch: int
-    epochs: int
-    size_is_public: bool = True
-
-    @property
-    def steps(self) -> int:
-        """Total steps of the training."""
-        return self.steps_per_epoch * self.epochs
+def schedule_for(cfg: RootConfig, n: int) -> Schedule:
+    """Return the public schedule of a training on ``n`` images (``data.public_size`` first)."""
+    return make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size)
 
 
-def make_schedule(n: int, batch_size: int, epochs: int, public_size: int | None) -> Schedule:
-    """Poisson rate ``q = min(1, B/N)`` and ``ceil(N/B)`` steps per epoch, N the public size.
-
-    ``N = data.public_size``, the size the site operator declares (e.g. n rounded down to a
-    bucket), so that q, the step count, σ and ε are public. Any N keeps the guarantee: each image
-    is included with probability exactly q, which is what the accountant records; N only sets
-    how many images a batch holds on average (``q·n``). Without a declared N the exact n is
-    used, with a warning, and the schedule is marked private (ε then never leaves the site).
-    """
-    if n < 1:
-        raise ValueError("the site has no images; point data.path at a non-empty dataset")
-    size = public_size if public_size is not None else n
-    q = min(1.0, batch_size / size)
-    return Schedule(q, max(1, math.ceil(size / batch_size)), epochs, public_size is not None)
+def make_optimizer(task: PretextTask, cfg: RootConfig) -> torch.optim.Optimizer:
+    """Build the optimizer of ``task``'s trainable parameters (``train.optimizer``, ``lr``)."""
+    params = [p for _, p in task.trainable_named_parameters()]
+    if cfg.train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.train.lr)
+    return torch.optim.SGD(params, lr=cfg.train.lr, momentum=0.9)
 
 
-def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run_id: str) -> float:
-    """σ for this run: reused from the run's earlier ledger entries, or calibrated once.
-
-    Calibration sizes σ so that the ledger's prior history plus ``train.max_rounds`` trainings of
-    this schedule stays within ``min(target_epsilon, budget)``. A run that already charged the
-    ledger keeps its σ, so every round of a run has the same noise.
-    """
-    pr = cfg.privacy
-    if pr.noise_multiplier is not None:
-        return pr.noise_multiplier
-    earlier = ledger.entries_for(run_id)
-    if earlier:
-        return earlier[0].noise_multiplier
-    target = min(pr.target_epsilon, epsilon_budget(pr))
-    return calibrate_noise(
-        target_epsilon=target,
-        delta=pr.delta,
-        sample_rate=schedule.sample_rate,
-        steps=schedule.steps * cfg.train.max_rounds,
-        prior=ledger.history,
-        kind=pr.accountant,
-    )
-
-
-def unit_streams(cfg: RootConfig, data: ImageDataset, round: int) -> UnitStreams:
+def unit_streams(
+    engine: PrivacyEngine, cfg: RootConfig, data: ImageDataset, round: int
+) -> UnitStreams:
     """Return the per-image streams of this training (:mod:`ssl_fed.train.randomness`).
 
     The subsampling amplification the accountant credits holds only if nobody can predict which
     images were sampled, so under DP the run key comes from ``secrets`` and never from the
     public ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
     """
-    return UnitStreams(
-        draw_run_key(cfg.privacy.enabled, cfg.train.seed, round), unit_ids(data.images)
-    )
+    key = draw_run_key(engine.secret_randomness, cfg.train.seed, round)
+    return UnitStreams(key, unit_ids(data.images))
 
 
 def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
@@ -139,31 +93,6 @@ def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
             )
     for name, param in task.model.named_parameters():
         param.requires_grad_(any(name == p or name.startswith(p + ".") for p in patterns))
-
-
-def build_step(
-    task: PretextTask, cfg: RootConfig, plan: UnitPlan, sigma: float | None
-) -> GradientStep:
-    """Build the optimizer step: plain, or DP-SGD when ``sigma`` is given."""
-    params = [p for _, p in task.trainable_named_parameters()]
-    optim: torch.optim.Optimizer
-    if cfg.train.optimizer == "adam":
-        optim = torch.optim.Adam(params, lr=cfg.train.lr)
-    else:
-        optim = torch.optim.SGD(params, lr=cfg.train.lr, momentum=0.9)
-    if sigma is None:
-        return PlainStep(task, optim, cfg.train.batch_size)
-    assert plan.sensitivity is not None
-    return DPSGDStep(
-        task,
-        optim,
-        noise_multiplier=sigma,
-        max_grad_norm=cfg.privacy.max_grad_norm,
-        sensitivity=plan.sensitivity,
-        expected_batch_size=cfg.train.batch_size,
-        chunk_size=cfg.train.vmap_chunk_size,
-        method=cfg.privacy.grad_method,
-    )
 
 
 def run_steps(
@@ -212,60 +141,46 @@ def train_local(
     data: ImageDataset,
     cfg: RootConfig,
     *,
-    ledger: PrivacyLedger | None,
+    ledger: LedgerSource = None,
     run_id: str,
     round: int = 1,
+    engine: PrivacyEngine | None = None,
 ) -> LocalResult:
-    """Train ``task`` on one site's ``data``; charge ``ledger`` first when privacy is on.
+    """Train ``task`` on one site's ``data`` under ``engine`` (default: built from ``cfg``).
+
+    The engine charges ``ledger`` (a DP training needs one) before the first step.
 
     Raises
     ------
     PrivacyError, BudgetExceededError, LedgerError
         Before any training, when the privacy of the run cannot be stated or afforded.
     """
-    schedule = make_schedule(
-        len(data), cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size
-    )
-    if not schedule.size_is_public and cfg.privacy.enabled:
-        log.warning(
-            "data.public_size is not declared: q = B/n uses the exact n, so ε is a function of "
-            "private data and stays at the site; declare data.public_size (e.g. n rounded "
-            "down to a bucket) to report it"
-        )
+    if engine is None:
+        engine = build_engine(cfg, ledger, schedule_for(cfg, len(data)), n=len(data), run_id=run_id)
     apply_trainable(task, cfg.privacy.trainable)
     plan = plan_units(task, cfg.task, cfg.train.batch_size)
-    sigma: float | None = None
-    if cfg.privacy.enabled:
-        if ledger is None:
-            raise ValueError("privacy is on but no ledger was given; every DP training is charged")
-        check_private_setup(task, plan, delta=cfg.privacy.delta, n=len(data))
-        sigma = choose_noise(cfg, ledger, schedule, run_id)
-        assert plan.sensitivity is not None
-        ledger.charge(
-            run_id=run_id,
-            round=round,
-            noise_multiplier=sigma,
-            sample_rate=schedule.sample_rate,
-            steps=schedule.steps,
-            sensitivity=plan.sensitivity,
-        )
-    step = build_step(task, cfg, plan, sigma)
-    sums, seen = run_steps(task, data, cfg, step, plan, schedule, unit_streams(cfg, data, round))
+    step = engine.make_private(task, make_optimizer(task, cfg), plan, round=round)
+    streams = unit_streams(engine, cfg, data, round)
+    sums, seen = run_steps(task, data, cfg, step, plan, engine.schedule, streams)
     losses = {k: v / max(seen, 1) for k, v in sums.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"training diverged (losses {losses}); lower train.lr")
     encoder_state = {k: v.detach().clone() for k, v in task.model.encoder.state_dict().items()}
-    epsilon = ledger.epsilon() if (ledger is not None and sigma is not None) else None
+    epsilon = engine.epsilon()
     log.info(
-        "trained %d steps on %d images: losses %s, ε=%s", schedule.steps, len(data), losses, epsilon
+        "trained %d steps on %d images: losses %s, ε=%s",
+        engine.schedule.steps,
+        len(data),
+        losses,
+        epsilon,
     )
     return LocalResult(
         encoder_state,
         len(data),
         losses,
         epsilon,
-        sigma,
-        schedule.steps,
+        engine.noise_multiplier(),
+        engine.schedule.steps,
         plan,
-        schedule.size_is_public,
+        engine.schedule.size_is_public,
     )

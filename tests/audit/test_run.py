@@ -8,6 +8,7 @@ import ssl_fed.privacy.dpsgd as dpsgd
 from ssl_fed.audit.run import audit_black_box, audit_white_box
 from ssl_fed.config import RootConfig
 from ssl_fed.data.dataset import ImageDataset
+from ssl_fed.privacy.engine import DPSGDEngine
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks.units import UnitPlan
 from ssl_fed.train.local import train_local
@@ -67,14 +68,14 @@ def test_the_correct_mechanism_passes_the_audit(tmp_path, seeded):
 
 def test_noise_switched_off_is_flagged(tmp_path, seeded, monkeypatch):
     # Prepare: the bug: the step adds no noise while the ledger records the calibrated σ
-    build = audit_run.build_step
+    make_private = DPSGDEngine.make_private
 
-    def no_noise(*args):
-        step = build(*args)
+    def no_noise(self, *args, **kwargs):
+        step = make_private(self, *args, **kwargs)
         step.optimizer.noise_multiplier = 0.0
         return step
 
-    monkeypatch.setattr(audit_run, "build_step", no_noise)
+    monkeypatch.setattr(DPSGDEngine, "make_private", no_noise)
 
     # Execute
     result = white_box(tmp_path, config(epsilon=1.0))

@@ -14,7 +14,6 @@ import pytest
 from flwr.common.config import parse_config_args
 from PIL import Image
 
-from client.site import site_data, site_info
 from ssl_fed.cli import main
 from ssl_fed.config import load_config
 from ssl_fed.deploy.flwr_cli import DeployError
@@ -30,6 +29,7 @@ from ssl_fed.deploy.site_data import deployed_splits, site_data_config, validate
 from ssl_fed.deploy.supernode import runtime_port, site_id_from_key
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.privacy.policy import SitePolicy
+from ssl_fed.site.node import site_data, site_info
 
 
 def labelled_folder(root: Path, per_class: int = 5) -> Path:

@@ -9,12 +9,13 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
-from client import site as st
 from ssl_fed.config import RootConfig
 from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.fed import arrays as fa
+from ssl_fed.fed import site as st
 from ssl_fed.fed.guard import allowed_fit_metrics
 from ssl_fed.models import build_model
+from ssl_fed.site import node
 from tests.helpers import images
 
 
@@ -31,7 +32,7 @@ def tiny_config(public_size: int | None) -> RootConfig:
 
 def site_reply(monkeypatch, state: Path, cfg: RootConfig, data: ImageDataset):
     """One deployed-site round on ``data``: (budget answer, scalars sent, site-local record)."""
-    monkeypatch.setattr(st, "site_data", lambda cfg, info: data)
+    monkeypatch.setattr(node, "site_data", lambda cfg, info: data)
     info = st.site_info(cfg, {"data-path": "unused.npz", "state-dir": str(state)})
     received = fa.state_to_arrays(fa.federated_state(build_model(cfg.encoder, 1), False))
     ctx = Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={})

@@ -92,9 +92,21 @@ def test_a_training_the_budget_cannot_afford_is_refused_before_training(tmp_path
 
 
 def test_privacy_off_touches_no_ledger_and_reports_no_epsilon(tmp_path):
-    result = train_local(
-        float_task("contrastive"), site(), small_config(enabled=False), ledger=None, run_id="r"
+    # Prepare: an existing ledger with one entry, and a file snapshot of the ledger's directories
+    ledger = PrivacyLedger(tmp_path / "state", budget=8.0, delta=1e-5)
+    ledger.charge(
+        run_id="old", round=1, noise_multiplier=1.0, sample_rate=0.1, steps=3, sensitivity=1.0
     )
+    files = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+
+    # Execute: a privacy-off training handed that ledger
+    result = train_local(
+        float_task("contrastive"), site(), small_config(enabled=False), ledger=ledger, run_id="r"
+    )
+
+    # Assert: no entry added, not a byte of the ledger or its key/anchor changed, no ε or σ
+    assert len(ledger.entries) == 1
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == files
     assert result.epsilon is None and result.noise_multiplier is None
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssl_fed.train.local import make_schedule
+from ssl_fed.privacy.schedule import make_schedule
 from ssl_fed.train.randomness import UnitStreams, draw_run_key, splitmix64, unit_ids
 from tests.helpers import images, tiny_task
 

@@ -1,0 +1,166 @@
+"""One round at one site: its privacy engine, its budget answer, one local training, what leaves.
+
+Everything here runs at the site. The only things handed back for sending are the update arrays
+(deltas of the federated weights) and the privacy engine's public scalars; the ClientApp's guard
+checks them again before SecAgg masks them.
+
+The training losses are unclipped, un-noised means over private images, so they never leave:
+each round appends them to ``<state-dir>/site_metrics.jsonl`` (:data:`SITE_METRICS_FILE`), the
+site's own record. ε and ε-remaining leave only when the site's sampling rate comes from a public
+size (:func:`~ssl_fed.site.node.declared_size`, node config ``public-size``), because q = B/n
+with the exact n makes them functions of n
+(:meth:`~ssl_fed.privacy.engine.PrivacyEngine.public_scalars`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, replace
+from functools import partial
+
+import numpy as np
+import torch
+
+from ssl_fed.config import RootConfig, epsilon_budget
+from ssl_fed.data import ImageDataset
+from ssl_fed.fed import arrays as fa
+from ssl_fed.models import SSLModel, build_model
+from ssl_fed.privacy.engine import PrivacyEngine, build_engine, engine_class
+from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.site import node
+from ssl_fed.site.node import SiteInfo
+from ssl_fed.tasks import build_task
+from ssl_fed.train.local import schedule_for, train_local
+
+log = logging.getLogger("ssl_fed.client")
+
+SITE_METRICS_FILE = "site_metrics.jsonl"
+"""Per-round site-local record (losses, steps) under the site's state directory."""
+
+
+@dataclass(frozen=True)
+class SiteRound:
+    """What one round produced: the update and scalars to send, and the heads kept at the site."""
+
+    delta: list[fa.NDArray]
+    scalars: dict[str, float]
+    heads: dict[str, torch.Tensor] | None
+    """The local heads' weights for the next round (``None`` when the heads are federated)."""
+
+
+def declared_update(cfg: RootConfig, channels: int) -> tuple[list[fa.ArraySpec], frozenset[str]]:
+    """Return the update arrays and whitelisted metric names a site may send (for the guard)."""
+    from ssl_fed.fed.guard import allowed_fit_metrics
+
+    model = build_model(cfg.encoder, channels)
+    specs = fa.array_specs(model, cfg.aggregation.share_heads)
+    return specs, allowed_fit_metrics()
+
+
+def _open_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger:
+    pr = cfg.privacy
+    key_dir = info.key_dir if info.key_dir is not None else pr.key_dir
+    return PrivacyLedger(
+        info.state_dir,
+        budget=epsilon_budget(pr),
+        delta=pr.delta,
+        accountant=pr.accountant,
+        key_dir=key_dir,
+    )
+
+
+def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
+    """Open the site's own ledger (``None`` when its privacy engine charges none)."""
+    cfg = node.site_config(cfg, info)
+    return engine_class(cfg).open_ledger(partial(_open_ledger, cfg, info))
+
+
+def site_engine(cfg: RootConfig, info: SiteInfo, data: ImageDataset, run_id: str) -> PrivacyEngine:
+    """Build the site's privacy engine for one round of ``run_id`` (``cfg``: the site's view)."""
+    n = len(data)
+    ledger = partial(_open_ledger, cfg, info)
+    return build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
+
+
+def answer_budget_query(cfg: RootConfig, info: SiteInfo, run_id: str, round: int) -> bool:
+    """Whether this site affords ``round`` (the engine's decision, logged at the site)."""
+    cfg = node.site_config(cfg, info)
+    decision = site_engine(cfg, info, node.site_data(cfg, info), run_id).decide(round)
+    if not decision.ok:
+        log.warning("declining round %d: %s", round, decision.reason)
+    return decision.ok
+
+
+def head_modules() -> tuple[str, ...]:
+    """Name the model's heads: federated with ``aggregation.share_heads``, else kept here."""
+    shared = fa.federated_modules(share_heads=False)
+    return tuple(m for m in fa.federated_modules(share_heads=True) if m not in shared)
+
+
+def local_heads(model: SSLModel) -> dict[str, torch.Tensor]:
+    """Return the heads' weights as ``<head>.<param>`` tensors (kept at the site)."""
+    return {
+        f"{name}.{key}": value.detach().clone()
+        for name in head_modules()
+        for key, value in getattr(model, name).state_dict().items()
+    }
+
+
+def load_local_heads(model: SSLModel, kept: dict[str, torch.Tensor]) -> None:
+    """Load heads saved by :func:`local_heads` into ``model``."""
+    for name in head_modules():
+        prefix = f"{name}."
+        state = {k[len(prefix) :]: v for k, v in kept.items() if k.startswith(prefix)}
+        getattr(model, name).load_state_dict(state)
+
+
+def train_site_round(
+    cfg: RootConfig,
+    info: SiteInfo,
+    received: list[fa.NDArray],
+    heads: dict[str, torch.Tensor] | None,
+    run_id: str,
+    round: int,
+) -> SiteRound:
+    """Train one round from the received global weights (and the site's kept ``heads``).
+
+    Under DP the engine draws Poisson sampling and noise from OS entropy (never from the public
+    ``train.seed``), so an observer cannot regenerate the noise.
+    """
+    cfg = node.site_config(cfg, info)
+    data = node.site_data(cfg, info)
+    engine = site_engine(cfg, info, data, run_id)
+    if engine.already_charged(round):
+        raise RuntimeError(f"round {round} of run {run_id} was already charged here")
+    share = cfg.aggregation.share_heads
+    model = build_model(cfg.encoder, data.channels)
+    fa.load_arrays(model, received, share)
+    if not share and heads is not None:
+        load_local_heads(model, heads)
+    task = build_task(model, cfg.task, cfg.data.augment, data.image_size, data.channels)
+    local = replace(cfg, train=replace(cfg.train, progress=False))
+    result = train_local(task, data, local, run_id=run_id, round=round, engine=engine)
+    new = fa.state_to_arrays(fa.federated_state(model, share))
+    delta = fa.subtract_arrays(new, [np.asarray(a, np.float32) for a in received])
+    biggest = fa.max_abs(delta)
+    if biggest > cfg.aggregation.clipping_range:
+        log.warning(
+            "largest |delta| %.4g exceeds aggregation.clipping_range %.4g: SecAgg+ clips it",
+            biggest,
+            cfg.aggregation.clipping_range,
+        )
+    record_round(info, run_id, round, result.losses, result.steps)
+    scalars = engine.public_scalars()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return SiteRound(delta, scalars, None if share else local_heads(model))
+
+
+def record_round(
+    info: SiteInfo, run_id: str, round: int, losses: dict[str, float], steps: int
+) -> None:
+    """Append the round's losses to the site-local ``site_metrics.jsonl`` (never sent)."""
+    info.state_dir.mkdir(parents=True, exist_ok=True)
+    line = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    with (info.state_dir / SITE_METRICS_FILE).open("a") as f:
+        f.write(json.dumps(line) + "\n")
