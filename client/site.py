@@ -247,13 +247,7 @@ def train_round(
     model = build_model(cfg.encoder, data.channels)
     fa.load_arrays(model, received, share)
     if not share and HEADS_RECORD in context.state.array_records:
-        kept = context.state.array_records[HEADS_RECORD].to_torch_state_dict()
-        model.rotation.load_state_dict(
-            {k[9:]: v for k, v in kept.items() if k.startswith("rotation.")}
-        )
-        model.projection.load_state_dict(
-            {k[11:]: v for k, v in kept.items() if k.startswith("projection.")}
-        )
+        fa.load_head_state(model, context.state.array_records[HEADS_RECORD].to_torch_state_dict())
     task = build_task(model, cfg.task, cfg.data.augment, data.image_size, data.channels)
     local = replace(cfg, train=replace(cfg.train, progress=False))
     from ssl_fed.train.local import train_local
@@ -269,10 +263,8 @@ def train_round(
             cfg.aggregation.clipping_range,
         )
     if not share:
-        heads: dict[str, Any] = {f"rotation.{k}": v for k, v in model.rotation.state_dict().items()}
-        heads |= {f"projection.{k}": v for k, v in model.projection.state_dict().items()}
         context.state.array_records[HEADS_RECORD] = ArrayRecord(
-            {k: v.detach().clone() for k, v in heads.items()}
+            {k: v.clone() for k, v in fa.head_state(model).items()}
         )
     record_round(info, run_id, round, result.losses, result.steps)
     scalars: dict[str, float] = {}
