@@ -36,13 +36,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.datasets import load_digits as sklearn_load_digits
 
 from ssl_fed.config import DataConfig
 from ssl_fed.data.dataset import DataSplits, ImageDataset
 from ssl_fed.data.folder import load_folder
 from ssl_fed.data.idx import load_fashion_mnist, load_idx
+from ssl_fed.data.images import convert_channels as convert_channels
+from ssl_fed.data.images import resize_images as resize_images
 from ssl_fed.data.npzcheck import check_npz_sizes
 from ssl_fed.data.registry import (
     DATASETS,
@@ -54,36 +55,6 @@ from ssl_fed.data.validation import DataError, validate_images, validate_labels
 from ssl_fed.plugins import import_package_modules, import_plugins
 
 logger = logging.getLogger("ssl_fed.data")
-
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``[N, C, H, W]`` images to ``[N, C, size, size]`` (bilinear).
-
-    Antialiasing is on when shrinking so that thin strokes are averaged rather than aliased
-    away; bilinear weights are non-negative, so the ``[0, 1]`` range is kept (clamped against
-    rounding).
-    """
-    if images.shape[-2:] == (size, size):
-        return images
-    shrink = size < images.shape[-2] or size < images.shape[-1]
-    out = F.interpolate(
-        images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
-    )
-    return out.clamp_(0.0, 1.0)
-
-
-def convert_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
-    """Convert ``[N, C, H, W]`` images to ``channels`` (1 or 3); ``None`` keeps them as they are."""
-    if channels is None or images.shape[1] == channels:
-        return images
-    if channels == 3 and images.shape[1] == 1:
-        return images.repeat(1, 3, 1, 1)
-    if channels == 1 and images.shape[1] == 3:
-        weights = torch.tensor(_LUMA, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images * weights).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
-    raise DataError(f"cannot convert {images.shape[1]} channels to data.channels={channels}")
 
 
 def load_digits_splits(cfg: DataConfig) -> DataSplits:
