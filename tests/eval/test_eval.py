@@ -221,6 +221,7 @@ def _reference_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> f
     return total
 
 
+@pytest.mark.slow
 def test_evaluate_encoder_on_digits_restores_mode() -> None:
     # Prepare: a mixed-mode module (parent training, child eval) as a caller might leave it
     train, test = _digits()
@@ -280,6 +281,7 @@ def test_evaluation_without_labels_raises_clearly() -> None:
         evaluate_raw_pixels(train, unlabelled, EvalConfig())
 
 
+@pytest.mark.slow
 def test_unseen_test_class_counts_as_a_mistake() -> None:
     # Prepare: train on digits 0..8 only; test still contains 9s
     train, test = _digits()
