@@ -195,7 +195,7 @@ def test_cli_without_the_package_exits_2_naming_it(tmp_path: Path, capsys) -> No
 
 
 def test_fashion_mnist_yaml_composes() -> None:
-    # Assert: the format is registered and its YAML composes (config.py keeps no name list)
+    # Assert: the format is registered and its YAML composes (config validation reads the registry)
     assert "fashion_mnist" in DATASETS
     cfg = load_config(["data=fashion_mnist"])
     assert (cfg.data.path, cfg.data.image_size, cfg.data.channels) == (FASHION_MNIST_DIR, 28, 1)
