@@ -42,19 +42,33 @@ def main() -> None:
     metrics = json.loads((run / "metrics.json").read_text())
     probe = metrics["linear_probe"]
     total = pretrain + simulate
-    line = (f"| {pretrain:.0f} | {simulate:.0f} | {total:.0f} | "
-            f"{'met' if total <= 180 else 'missed'} | "
-            + " / ".join(f"{100 * probe[k]:.1f}" for k in ("1", "5", "10", "all"))
-            + f" | {100 * metrics['knn_accuracy']:.1f} | {metrics['epsilon_max']:.3f} "
-            f"| {metrics['rounds_completed']} |")
+    line = (
+        f"| {pretrain:.0f} | {simulate:.0f} | {total:.0f} | "
+        f"{'met' if total <= 180 else 'missed'} | "
+        + " / ".join(f"{100 * probe[k]:.1f}" for k in ("1", "5", "10", "all"))
+        + f" | {100 * metrics['knn_accuracy']:.1f} | {metrics['epsilon_max']:.3f} "
+        f"| {metrics['rounds_completed']} |"
+    )
     print(line)
-    update_section("main_job", "\n".join([
-        "## The main job end to end (`python benchmarks/main_job.py`)", "",
-        f"Machine: {machine()}. `ssl-fed pretrain-synthetic` then `ssl-fed simulate init=...` "
-        "(10 sites, digits, Dirichlet α=0.5, joint task, DP ε=8 per site, δ=1e-5, ssl-fed "
-        "SecAgg+, 8 rounds), what `make demo` runs after the virtualenv set-up. Goal <= 180 s.",
-        "", "| pretrain s | simulate s | total s | goal | probe k=1 / 5 / 10 / all % | kNN % "
-        "| ε max | rounds |", "|---|---|---|---|---|---|---|---|", line]))
+    update_section(
+        "main_job",
+        "\n".join(
+            [
+                "## The main job end to end (`python benchmarks/main_job.py`)",
+                "",
+                f"Machine: {machine()}. `ssl-fed pretrain-synthetic` then "
+                "`ssl-fed simulate init=...` "
+                "(10 sites, digits, Dirichlet α=0.5, joint task, DP ε=8 per site, δ=1e-5, ssl-fed "
+                "SecAgg+, 8 rounds), what `make demo` runs after the virtualenv set-up. "
+                "Goal <= 180 s.",
+                "",
+                "| pretrain s | simulate s | total s | goal | probe k=1 / 5 / 10 / all % | kNN % "
+                "| ε max | rounds |",
+                "|---|---|---|---|---|---|---|---|",
+                line,
+            ]
+        ),
+    )
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
 

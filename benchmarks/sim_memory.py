@@ -129,7 +129,7 @@ def heads_bytes() -> int:
     from ssl_fed.models import build_model
 
     model = build_model(EncoderConfig(), 1)
-    heads = [*model.rotation.state_dict().values(), *model.projection.state_dict().values()]
+    heads = [t for h in model.heads.values() for t in h.state_dict().values()]
     return sum(t.numel() * t.element_size() for t in heads)
 
 

@@ -20,8 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.record import machine, update_section
 
-ROWS = ["raw pixels", "random init", "synthetic warm start (no site data)",
-        "warm start + federated non-private"]
+ROWS = [
+    "raw pixels",
+    "random init",
+    "synthetic warm start (no site data)",
+    "warm start + federated non-private",
+]
 TARGET = {"1": 0.757, "5": 0.894}
 
 
@@ -35,14 +39,18 @@ def main() -> None:
     table = ["| row | ε | k=1 | k=5 | k=10 | all |", "|---|---|---|---|---|---|"]
     for r in chosen:
         p = r["probe"]
-        table.append(f"| {r['row']} | {r['epsilon']} | {100 * p['1']:.1f} | {100 * p['5']:.1f} "
-                     f"| {100 * p['10']:.1f} | {100 * p['all']:.1f} |")
+        table.append(
+            f"| {r['row']} | {r['epsilon']} | {100 * p['1']:.1f} | {100 * p['5']:.1f} "
+            f"| {100 * p['10']:.1f} | {100 * p['all']:.1f} |"
+        )
     print("\n".join(table))
     raw, warm = rows["raw pixels"]["probe"], rows["synthetic warm start (no site data)"]["probe"]
-    verdicts = [f"- warm start alone beats raw pixels at k=1 and k=5: "
-                f"{warm['1'] > raw['1'] and warm['5'] > raw['5']} "
-                f"({100 * warm['1']:.1f}/{100 * warm['5']:.1f} vs {100 * raw['1']:.1f}/"
-                f"{100 * raw['5']:.1f})"]
+    verdicts = [
+        f"- warm start alone beats raw pixels at k=1 and k=5: "
+        f"{warm['1'] > raw['1'] and warm['5'] > raw['5']} "
+        f"({100 * warm['1']:.1f}/{100 * warm['5']:.1f} vs {100 * raw['1']:.1f}/"
+        f"{100 * raw['5']:.1f})"
+    ]
     for name, r in rows.items():
         if "DP" in name and "warm start" in name and float(r["epsilon"]) == 8.0:
             p = r["probe"]
@@ -51,12 +59,24 @@ def main() -> None:
                 f"{100 * TARGET['1']:.1f}/{100 * TARGET['5']:.1f} -> k=1 "
                 f"{'met' if p['1'] >= TARGET['1'] else 'missed'}, k=5 "
                 f"{'met' if p['5'] >= TARGET['5'] else 'missed'}; change vs warm start "
-                f"{100 * (p['1'] - warm['1']):+.1f}/{100 * (p['5'] - warm['5']):+.1f}")
+                f"{100 * (p['1'] - warm['1']):+.1f}/{100 * (p['5'] - warm['5']):+.1f}"
+            )
     print("\n".join(verdicts))
-    update_section("warm_start", "\n".join([
-        "## Warm start + DP adaptation (`python benchmarks/warm_start.py`, rows from utility.py)",
-        "", f"Machine: {machine()}. Same protocol as the utility section.", "", *table, "",
-        *verdicts]))
+    update_section(
+        "warm_start",
+        "\n".join(
+            [
+                "## Warm start + DP adaptation (`python benchmarks/warm_start.py`, "
+                "rows from utility.py)",
+                "",
+                f"Machine: {machine()}. Same protocol as the utility section.",
+                "",
+                *table,
+                "",
+                *verdicts,
+            ]
+        ),
+    )
 
 
 if __name__ == "__main__":

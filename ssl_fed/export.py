@@ -79,7 +79,7 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], dict[str, Any], nn.Module
     first = next(i for i, n in enumerate(names) if n.startswith("encoder.") and "weight" in n)
     channels = int(ckpt["arrays"][first].shape[1])
     model = build_model(cfg.encoder, channels)
-    fa.load_arrays(model, list(ckpt["arrays"]), cfg.aggregation.share_heads)
+    fa.load_named_arrays(model, names, list(ckpt["arrays"]), share_heads=False)
     encoder: nn.Module = model.encoder.eval()
     return ckpt, metrics, encoder, channels
 

@@ -87,8 +87,15 @@ def test_help_lists_the_commands(capsys):
 
 def tiny_warm_start(out, images=64):
     """A width-8 warm start from a one-epoch pretraining; returns its directory."""
-    args = ["pretrain-synthetic", f"pretrain.num_images={images}", "pretrain.epochs=1",
-            "train.batch_size=32", "encoder.width=8", "encoder.norm_groups=4", f"out={out}"]
+    args = [
+        "pretrain-synthetic",
+        f"pretrain.num_images={images}",
+        "pretrain.epochs=1",
+        "train.batch_size=32",
+        "encoder.width=8",
+        "encoder.norm_groups=4",
+        f"out={out}",
+    ]
     assert main(args) == 0
     return out
 
@@ -98,8 +105,17 @@ def test_pretrain_synthetic_then_train_local_from_the_warm_start(tmp_path, capsy
     # Execute: a tiny privacy-free pretraining, then a private site run that starts from it
     warm = tiny_warm_start(tmp_path / "warm")
     card = json.loads((warm / "card.json").read_text())
-    code = main(["train-local", f"init={warm}", "encoder.width=8", "encoder.norm_groups=4",
-                 "train.local_epochs=1", "eval.draws=1", f"out={tmp_path}/site"])
+    code = main(
+        [
+            "train-local",
+            f"init={warm}",
+            "encoder.width=8",
+            "encoder.norm_groups=4",
+            "train.local_epochs=1",
+            "eval.draws=1",
+            f"out={tmp_path}/site",
+        ]
+    )
 
     # Assert: the card says no site data or budget was used; the site run records its init
     assert code == 0

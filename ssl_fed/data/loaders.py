@@ -1,6 +1,7 @@
 """Turn ``cfg.data`` into a site's train/test images: one entry point, :func:`load_splits`.
 
-Datasets (``data.name``):
+Data formats (``data.name``), registered in :data:`ssl_fed.data.registry.DATASETS`; a new format
+is one module in ``ssl_fed/data/formats/`` (imported here) plus ``configs/data/<name>.yaml``:
 
 - ``digits``: scikit-learn's 8x8 handwritten digits (1797 images, ships with sklearn, no
   download); pixel values 0..16 are divided by 16; a fixed stratified train/test split.
@@ -31,81 +32,29 @@ stratified ``data.test_fraction`` split; otherwise there is no test split.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.datasets import load_digits as sklearn_load_digits
-from sklearn.model_selection import train_test_split
 
 from ssl_fed.config import DataConfig
 from ssl_fed.data.dataset import DataSplits, ImageDataset
 from ssl_fed.data.folder import load_folder
 from ssl_fed.data.idx import load_fashion_mnist, load_idx
+from ssl_fed.data.images import convert_channels as convert_channels
+from ssl_fed.data.images import resize_images as resize_images
 from ssl_fed.data.npzcheck import check_npz_sizes
+from ssl_fed.data.registry import (
+    DATASETS,
+    register_data_format,
+    register_path_format,
+    split_train_test,
+)
 from ssl_fed.data.validation import DataError, validate_images, validate_labels
+from ssl_fed.plugins import import_package_modules, import_plugins
 
 logger = logging.getLogger("ssl_fed.data")
-
-_LUMA = (0.299, 0.587, 0.114)
-
-
-def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize ``[N, C, H, W]`` images to ``[N, C, size, size]`` (bilinear).
-
-    Antialiasing is on when shrinking so that thin strokes are averaged rather than aliased
-    away; bilinear weights are non-negative, so the ``[0, 1]`` range is kept (clamped against
-    rounding).
-    """
-    if images.shape[-2:] == (size, size):
-        return images
-    shrink = size < images.shape[-2] or size < images.shape[-1]
-    out = F.interpolate(
-        images, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
-    )
-    return out.clamp_(0.0, 1.0)
-
-
-def convert_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
-    """Convert ``[N, C, H, W]`` images to ``channels`` (1 or 3); ``None`` keeps them as they are."""
-    if channels is None or images.shape[1] == channels:
-        return images
-    if channels == 3 and images.shape[1] == 1:
-        return images.repeat(1, 3, 1, 1)
-    if channels == 1 and images.shape[1] == 3:
-        weights = torch.tensor(_LUMA, dtype=images.dtype).view(1, 3, 1, 1)
-        return (images * weights).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
-    raise DataError(f"cannot convert {images.shape[1]} channels to data.channels={channels}")
-
-
-def split_train_test(dataset: ImageDataset, test_fraction: float, seed: int) -> DataSplits:
-    """Split a labelled dataset into train/test, stratified by label when possible.
-
-    Stratification keeps every class in both halves, which matters for the few-label probes;
-    it is impossible when a class has a single example (or there are fewer test slots than
-    classes), so the split then falls back to a plain seeded shuffle and logs why.
-    """
-    n = len(dataset)
-    if dataset.labels is None or n < 2:
-        return DataSplits(dataset, None)
-    positions = np.arange(n)
-    labels = dataset.labels.numpy()
-    try:
-        train_idx, test_idx = train_test_split(
-            positions, test_size=test_fraction, stratify=labels, random_state=seed
-        )
-    except ValueError as err:
-        logger.info("%s: stratified split impossible (%s); splitting without", dataset.source, err)
-        train_idx, test_idx = train_test_split(
-            positions, test_size=test_fraction, random_state=seed
-        )
-    return DataSplits(
-        dataset.subset(torch.from_numpy(np.sort(train_idx))),
-        dataset.subset(torch.from_numpy(np.sort(test_idx))),
-    )
 
 
 def load_digits_splits(cfg: DataConfig) -> DataSplits:
@@ -175,37 +124,13 @@ def load_npz(cfg: DataConfig, path: str) -> ImageDataset:
     return ImageDataset(images.contiguous(), labels, str(file))
 
 
-PathLoader = Callable[[DataConfig, str], ImageDataset]
-
-
-def _path_splits(load: PathLoader) -> Callable[[DataConfig], DataSplits]:
-    """Wrap a path loader into a split loader (``test_path``, else a labelled split)."""
-
-    def splits(cfg: DataConfig) -> DataSplits:
-        if not cfg.path:
-            raise DataError(f"data.name={cfg.name} needs data.path; set data.path=DIR or FILE.")
-        train = load(cfg, cfg.path)
-        if not cfg.test_path:
-            return split_train_test(train, cfg.test_fraction, cfg.seed)
-        test = load(replace(cfg, channels=train.channels), cfg.test_path)
-        if test.labels is None:
-            raise DataError(
-                f"data.test_path={cfg.test_path} has no labels, but the test split exists for "
-                "evaluation; use class sub-folders (folder), a 'labels' array (npz) or a labels "
-                "file named by the IDX rule (idx: *-labels-idx1-ubyte[.gz])."
-            )
-        return DataSplits(train, test)
-
-    return splits
-
-
-DATASETS: dict[str, Callable[[DataConfig], DataSplits]] = {
-    "digits": load_digits_splits,
-    "folder": _path_splits(load_folder),
-    "npz": _path_splits(load_npz),
-    "idx": _path_splits(load_idx),
-    "fashion_mnist": load_fashion_mnist,
-}
+register_data_format("digits")(load_digits_splits)
+register_data_format("fashion_mnist")(load_fashion_mnist)
+register_path_format("folder")(load_folder)
+register_path_format("npz")(load_npz)
+register_path_format("idx")(load_idx)
+import_package_modules("ssl_fed.data.formats", [str(Path(__file__).with_name("formats"))])
+import_plugins()
 
 
 def load_splits(cfg: DataConfig) -> DataSplits:

@@ -12,6 +12,7 @@ quantization error far below the update itself, which a range that fit raw weigh
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ import numpy.typing as npt
 if TYPE_CHECKING:
     import torch
     from torch import nn
+
+    from ssl_fed.models import SSLModel
 
 NDArray = npt.NDArray[np.float32]
 
@@ -34,21 +37,50 @@ class ArraySpec:
     dtype: str
 
 
-def federated_modules(share_heads: bool) -> tuple[str, ...]:
-    """Sub-modules of :class:`~ssl_fed.models.SSLModel` whose weights are federated."""
-    return ("encoder", "rotation", "projection") if share_heads else ("encoder",)
+def federated_modules(model: SSLModel, share_heads: bool) -> dict[str, nn.Module]:
+    """Sub-modules of ``model`` whose weights are federated, by name prefix, in a fixed order.
+
+    The encoder, then (with ``share_heads``) every head of ``model.heads`` in its order; a head
+    is named by its bare head name (``rotation.fc.weight``), as before the heads moved into a
+    dict, so checkpoints written earlier still load.
+    """
+    modules: dict[str, nn.Module] = {"encoder": model.encoder}
+    if share_heads:
+        modules |= dict(model.heads.items())
+    return modules
 
 
-def federated_state(model: nn.Module, share_heads: bool) -> dict[str, torch.Tensor]:
+def federated_state(model: SSLModel, share_heads: bool) -> dict[str, torch.Tensor]:
     """Return the federated tensors of ``model``, named ``<module>.<param>``, in a fixed order."""
+    return _prefixed_state(federated_modules(model, share_heads))
+
+
+def head_state(model: SSLModel) -> dict[str, torch.Tensor]:
+    """Return the tensors of every head, named ``<head>.<param>``: what a site keeps at home.
+
+    A site that does not share its heads keeps this between rounds and reloads it with
+    :func:`load_head_state`; iterating ``model.heads`` keeps a new task's head too.
+    """
+    return _prefixed_state(dict(model.heads.items()))
+
+
+def load_head_state(model: SSLModel, state: Mapping[str, torch.Tensor]) -> None:
+    """Load :func:`head_state` output into ``model`` (heads missing from ``state`` are kept)."""
+    for head, module in model.heads.items():
+        own = {k[len(head) + 1 :]: v for k, v in state.items() if k.startswith(head + ".")}
+        if own:
+            module.load_state_dict(own)
+
+
+def _prefixed_state(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
-    for prefix in federated_modules(share_heads):
-        for key, value in getattr(model, prefix).state_dict().items():
+    for prefix, module in modules.items():
+        for key, value in module.state_dict().items():
             state[f"{prefix}.{key}"] = value.detach()
     return state
 
 
-def array_specs(model: nn.Module, share_heads: bool) -> list[ArraySpec]:
+def array_specs(model: SSLModel, share_heads: bool) -> list[ArraySpec]:
     """Return the declared update: one :class:`ArraySpec` per federated tensor."""
     return [
         ArraySpec(name, tuple(t.shape), "float32")
@@ -61,15 +93,25 @@ def state_to_arrays(state: dict[str, torch.Tensor]) -> list[NDArray]:
     return [t.detach().cpu().numpy().astype(np.float32, copy=True) for t in state.values()]
 
 
-def load_arrays(model: nn.Module, arrays: list[NDArray], share_heads: bool) -> None:
+def load_arrays(model: SSLModel, arrays: list[NDArray], share_heads: bool) -> None:
     """Load federated ``arrays`` (in :func:`federated_state` order) into ``model`` in place."""
-    import torch
-
     names = list(federated_state(model, share_heads))
     if len(names) != len(arrays):
         raise ValueError(f"expected {len(names)} federated arrays, got {len(arrays)}")
-    for prefix in federated_modules(share_heads):
-        module = getattr(model, prefix)
+    load_named_arrays(model, names, arrays, share_heads)
+
+
+def load_named_arrays(
+    model: SSLModel, names: list[str], arrays: list[NDArray], share_heads: bool
+) -> None:
+    """Load the arrays called ``names`` into the federated modules they belong to.
+
+    Every federated module must find all its tensors; arrays of other modules are ignored (so
+    export can read the encoder out of a checkpoint that also holds heads).
+    """
+    import torch
+
+    for prefix, module in federated_modules(model, share_heads).items():
         own = {n: a for n, a in zip(names, arrays, strict=True) if n.startswith(prefix + ".")}
         module.load_state_dict(
             {

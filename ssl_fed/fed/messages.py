@@ -70,4 +70,3 @@ def read_train_reply(content: RecordDict) -> tuple[list[NDArray], dict[str, floa
     arrays = [a.numpy() for a in content.array_records[ARRAYS].values()]
     metrics = dict(content.metric_records[METRICS])
     return arrays, {k: v for k, v in metrics.items() if k != WEIGHT_KEY}  # type: ignore[misc]
-

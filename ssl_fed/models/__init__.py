@@ -1,13 +1,24 @@
-"""Encoders (GroupNorm, no BatchNorm) and pretext heads."""
+"""Encoders (GroupNorm, no BatchNorm), pretext heads, and their registries."""
 
-from ssl_fed.models.encoders import ConvGNEncoder, build_encoder
-from ssl_fed.models.heads import ProjectionHead, RotationHead, SSLModel, build_model
+from ssl_fed.models.encoders import ENCODERS, ConvGNEncoder, build_encoder, register_encoder
+from ssl_fed.models.heads import (
+    HEADS,
+    ProjectionHead,
+    RotationHead,
+    SSLModel,
+    build_model,
+    register_head,
+)
 
 __all__ = [
+    "ENCODERS",
+    "HEADS",
     "ConvGNEncoder",
     "ProjectionHead",
     "RotationHead",
     "SSLModel",
     "build_encoder",
     "build_model",
+    "register_encoder",
+    "register_head",
 ]

@@ -8,6 +8,8 @@ no longer bounds one image's influence. GroupNorm normalizes within one example 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -66,8 +68,31 @@ class ConvGNEncoder(nn.Module):
         return torch.cat([h3.mean(dim=(2, 3)), mid], dim=1)
 
 
-def build_encoder(cfg: EncoderConfig, in_channels: int) -> ConvGNEncoder:
-    """Build the encoder named by ``cfg.name`` (only ``cnn_gn`` today)."""
-    if cfg.name != "cnn_gn":
-        raise ValueError(f"unknown encoder {cfg.name!r}; valid: ['cnn_gn']")
+EncoderBuilder = Callable[[EncoderConfig, int], ConvGNEncoder]
+"""Builds an encoder from its config and the number of input channels."""
+
+ENCODERS: dict[str, EncoderBuilder] = {}
+"""Registered encoders by ``encoder.name``: the single list that config validation reads."""
+
+
+def register_encoder(name: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
+    """Register an encoder builder under ``name``."""
+
+    def wrap(builder: EncoderBuilder) -> EncoderBuilder:
+        ENCODERS[name] = builder
+        return builder
+
+    return wrap
+
+
+@register_encoder("cnn_gn")
+def build_cnn_gn(cfg: EncoderConfig, in_channels: int) -> ConvGNEncoder:
+    """Build the 3-block GroupNorm CNN of ``cfg.width`` channels."""
     return ConvGNEncoder(in_channels, width=cfg.width, norm_groups=cfg.norm_groups)
+
+
+def build_encoder(cfg: EncoderConfig, in_channels: int) -> ConvGNEncoder:
+    """Build the registered encoder ``cfg.name``."""
+    if cfg.name not in ENCODERS:
+        raise ValueError(f"unknown encoder {cfg.name!r}; valid: {sorted(ENCODERS)}")
+    return ENCODERS[cfg.name](cfg, in_channels)

@@ -1,10 +1,17 @@
-"""Pretext heads and the model bundle that a site trains.
+"""Pretext heads, the head registry, and the model bundle that a site trains.
 
 Heads are separate modules from the encoder: only the encoder is federated by default, and the
-heads stay at the site.
+heads stay at the site. The model holds its heads in one dict keyed by head name
+(:attr:`SSLModel.heads`), and everything that handles heads (federation packing, the site's
+kept heads, the warm start, export) iterates that dict, so a task that registers a new head
+(:func:`register_head`) gets it trained, federated (``aggregation.share_heads``) and kept
+across rounds without naming it anywhere else.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,21 +50,78 @@ class ProjectionHead(nn.Module):
         return self.net(h)  # type: ignore[no-any-return]
 
 
-class SSLModel(nn.Module):
-    """The encoder plus both pretext heads; parameter names start with ``encoder.`` etc."""
+HeadBuilder = Callable[[int, EncoderConfig], nn.Module]
+"""Builds a head from the encoder's output width and the encoder config."""
 
-    def __init__(self, encoder: ConvGNEncoder, rotation: RotationHead, projection: ProjectionHead):
+HEADS: dict[str, HeadBuilder] = {}
+"""Registered heads by name, in registration order (the order they are built and federated)."""
+
+
+def register_head(name: str) -> Callable[[HeadBuilder], HeadBuilder]:
+    """Register a head builder under ``name`` (a task file registers its own heads).
+
+    Every model gets every registered head, built in registration order: the built-in heads
+    first, so their initialisation (and every result) does not depend on which other tasks exist.
+    """
+
+    def wrap(builder: HeadBuilder) -> HeadBuilder:
+        HEADS[name] = builder
+        return builder
+
+    return wrap
+
+
+@register_head("rotation")
+def build_rotation_head(in_dim: int, cfg: EncoderConfig) -> nn.Module:
+    """RotNet's 4-way classifier."""
+    return RotationHead(in_dim)
+
+
+@register_head("projection")
+def build_projection_head(in_dim: int, cfg: EncoderConfig) -> nn.Module:
+    """SimCLR's projection MLP (``proj_hidden`` -> ``proj_dim``)."""
+    return ProjectionHead(in_dim, cfg.proj_hidden, cfg.proj_dim)
+
+
+class SSLModel(nn.Module):
+    """The encoder plus the pretext heads, keyed by head name in :attr:`heads`.
+
+    Parameter names are ``encoder.*`` and ``heads.<head>.*``. A ``state_dict`` saved before the
+    heads moved into the dict (keys ``rotation.*``, ``projection.*``) still loads: a load hook
+    renames a key that starts with a head's name to ``heads.<head>.*``.
+    """
+
+    def __init__(self, encoder: ConvGNEncoder, heads: Mapping[str, nn.Module]) -> None:
         super().__init__()
         self.encoder = encoder
-        self.rotation = rotation
-        self.projection = projection
+        self.heads = nn.ModuleDict(dict(heads))
+        self._register_load_state_dict_pre_hook(self._rename_legacy_head_keys)  # type: ignore[no-untyped-call]
+
+    def _rename_legacy_head_keys(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        for key in list(state_dict):
+            head = key[len(prefix) :].split(".", 1)[0]
+            if key.startswith(prefix) and head in self.heads:
+                state_dict[f"{prefix}heads.{key[len(prefix) :]}"] = state_dict.pop(key)
+
+    def head_prefix(self, pattern: str) -> str:
+        """Map a parameter-name prefix written with a bare head name (``rotation``) to its name.
+
+        ``privacy.trainable`` predates the head dict and names heads bare; ``encoder.*`` and
+        ``heads.*`` prefixes are returned unchanged.
+        """
+        return f"heads.{pattern}" if pattern.split(".", 1)[0] in self.heads else pattern
 
 
 def build_model(cfg: EncoderConfig, in_channels: int) -> SSLModel:
-    """Build the encoder and its heads from the config."""
+    """Build the encoder and every registered head (built-in heads first).
+
+    The tasks package is imported first, because importing it registers the heads of every task
+    (those in ``ssl_fed/tasks/`` and the plugins, :mod:`ssl_fed.plugins`); a server, which never
+    builds a task, thus builds the same heads as its sites.
+    """
+    import ssl_fed.tasks  # noqa: F401  (registers every task's heads)
+
     encoder = build_encoder(cfg, in_channels)
-    return SSLModel(
-        encoder,
-        RotationHead(encoder.out_dim),
-        ProjectionHead(encoder.out_dim, cfg.proj_hidden, cfg.proj_dim),
-    )
+    return SSLModel(encoder, {name: build(encoder.out_dim, cfg) for name, build in HEADS.items()})

@@ -23,7 +23,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ssl_fed.config import AGGREGATIONS, ConfigError, RootConfig, epsilon_budget
+from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 
 PRIVACY_UNITS = ("image",)
 """Privacy units the code can enforce: one image at one site (person-level is not built yet)."""
@@ -98,11 +98,13 @@ def validate_policy(p: SitePolicy) -> None:
         _require_finite_positive(p.max_epsilon_per_run, "max_epsilon_per_run")
     if p.min_noise_multiplier != 0:
         _require_finite_positive(p.min_noise_multiplier, "min_noise_multiplier")
-    bad = [a for a in p.aggregations if a not in AGGREGATIONS]
+    from ssl_fed.fed.aggregators import names  # the registry; at call time (it imports config)
+
+    bad = [a for a in p.aggregations if a not in names()]
     if bad or not p.aggregations:
         raise ConfigError(
             f"site policy aggregations={list(p.aggregations)} is invalid: list one or more of "
-            f"{list(AGGREGATIONS)} (default: [secagg])"
+            f"{list(names())} (default: [secagg])"
         )
     if p.privacy_unit not in PRIVACY_UNITS:
         raise ConfigError(

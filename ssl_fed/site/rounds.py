@@ -92,27 +92,18 @@ def answer_budget_query(cfg: RootConfig, info: SiteInfo, run_id: str, round: int
     return decision.ok
 
 
-def head_modules() -> tuple[str, ...]:
-    """Name the model's heads: federated with ``aggregation.share_heads``, else kept here."""
-    shared = fa.federated_modules(share_heads=False)
-    return tuple(m for m in fa.federated_modules(share_heads=True) if m not in shared)
-
-
 def local_heads(model: SSLModel) -> dict[str, torch.Tensor]:
-    """Return the heads' weights as ``<head>.<param>`` tensors (kept at the site)."""
-    return {
-        f"{name}.{key}": value.detach().clone()
-        for name in head_modules()
-        for key, value in getattr(model, name).state_dict().items()
-    }
+    """Return every head's weights as ``<head>.<param>`` tensors (kept at the site).
+
+    Iterates ``model.heads`` (:func:`ssl_fed.fed.arrays.head_state`), so a newly registered
+    task's head is kept across rounds too.
+    """
+    return {k: v.clone() for k, v in fa.head_state(model).items()}
 
 
 def load_local_heads(model: SSLModel, kept: dict[str, torch.Tensor]) -> None:
     """Load heads saved by :func:`local_heads` into ``model``."""
-    for name in head_modules():
-        prefix = f"{name}."
-        state = {k[len(prefix) :]: v for k, v in kept.items() if k.startswith(prefix)}
-        getattr(model, name).load_state_dict(state)
+    fa.load_head_state(model, kept)
 
 
 def train_site_round(

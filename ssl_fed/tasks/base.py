@@ -30,7 +30,9 @@ class PretextTask(nn.Module, ABC):
         True when one image's loss depends on other images in its unit (in-batch negatives).
         Such a task can only be clipped per *group*, never per image.
     heads
-        Names of the model's heads the task trains (the encoder is always trained).
+        Names of the model's heads the task trains (the encoder is always trained); each is a
+        key of ``model.heads``, registered with :func:`ssl_fed.models.register_head`, usually in
+        the task's own file.
     """
 
     couples_examples: bool = False
@@ -45,6 +47,12 @@ class PretextTask(nn.Module, ABC):
         channels: int,
     ) -> None:
         super().__init__()
+        missing = [h for h in self.heads if h not in model.heads]
+        if missing:
+            raise ValueError(
+                f"task {cfg.name!r} needs heads {missing} that the model lacks (it has "
+                f"{sorted(model.heads)}); register them with ssl_fed.models.register_head"
+            )
         self.model = model
         self.cfg = cfg
         self.augment = ContrastiveAugment(augment, image_size, channels)
@@ -110,8 +118,11 @@ class PretextTask(nn.Module, ABC):
 
     def trainable_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
         """Parameters the task trains: the encoder and its own heads, named as in ``self``."""
-        for prefix in ("encoder", *self.heads):
-            for name, param in getattr(self.model, prefix).named_parameters():
+        modules = {"encoder": self.model.encoder} | {
+            f"heads.{h}": self.model.heads[h] for h in self.heads
+        }
+        for prefix, module in modules.items():
+            for name, param in module.named_parameters():
                 if param.requires_grad:
                     yield f"model.{prefix}.{name}", param
 
@@ -123,12 +134,23 @@ class PretextTask(nn.Module, ABC):
 
 
 TASKS: dict[str, type[PretextTask]] = {}
+"""Registered tasks by ``task.name``: the single list that config validation reads."""
 
 
 def register_task(name: str) -> Callable[[type[PretextTask]], type[PretextTask]]:
-    """Class decorator that registers a task under ``name``."""
+    """Class decorator that registers a task under ``name``.
+
+    A second, different class under a taken name is refused (two files would silently fight
+    over it); re-importing the same module re-registers the same class, which is allowed.
+    """
 
     def wrap(cls: type[PretextTask]) -> type[PretextTask]:
+        old = TASKS.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            raise ValueError(f"task name {name!r} is taken by {old.__module__}.{old.__qualname__}")
         TASKS[name] = cls
         return cls
 

@@ -22,7 +22,7 @@ def nt_xent_terms(task: PretextTask, h_pair: torch.Tensor, mask: torch.Tensor) -
     negatives and a loss of exactly 0.
     """
     g, m = mask.shape
-    z = F.normalize(task.model.projection(h_pair), dim=-1).reshape(g, 2 * m, -1)
+    z = F.normalize(task.model.heads["projection"](h_pair), dim=-1).reshape(g, 2 * m, -1)
     logits = torch.bmm(z, z.transpose(1, 2)) / task.cfg.temperature
     valid = mask.repeat_interleave(2, dim=1)
     eye = torch.eye(2 * m, dtype=torch.bool, device=z.device)

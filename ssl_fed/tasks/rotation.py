@@ -11,7 +11,7 @@ from ssl_fed.tasks.base import PretextTask, register_task
 
 def rotation_terms(task: PretextTask, h_rot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Sum over a unit's real images of the mean 4-way CE: ``h_rot`` is ``[G, M, 4, D]``."""
-    logits = task.model.rotation(h_rot)
+    logits = task.model.heads["rotation"](h_rot)
     targets = torch.arange(4, device=logits.device).expand(logits.shape[:-1])
     ce = F.cross_entropy(logits.reshape(-1, 4), targets.reshape(-1), reduction="none")
     per_image = ce.reshape(targets.shape).mean(dim=-1)

@@ -83,6 +83,7 @@ def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
     """
     if not patterns:
         return
+    patterns = [task.model.head_prefix(p) for p in patterns]
     names = [name for name, _ in task.model.named_parameters()]
     for pattern in patterns:
         if not any(n == pattern or n.startswith(pattern + ".") for n in names):

@@ -168,7 +168,7 @@ def save_warm_start(model: SSLModel, card: dict[str, Any], out_dir: str | Path) 
     half-written file that a later load would mistake for a warm start. Returns ``out_dir``.
     """
     out = Path(out_dir)
-    heads = {"rotation": model.rotation.state_dict(), "projection": model.projection.state_dict()}
+    heads = {name: head.state_dict() for name, head in model.heads.items()}
     write_atomic(out / "encoder.pt", _tensor_bytes(model.encoder.state_dict()))
     write_atomic(out / "heads.pt", _tensor_bytes(heads))
     write_atomic(out / "card.md", card_markdown(card).encode())

@@ -99,7 +99,7 @@ def test_black_box_scores_are_minus_the_rotation_loss():
     from ssl_fed.data.views import rotate_four
 
     for i in range(3):
-        logits = task.model.rotation(task.model.encoder(rotate_four(batch[i : i + 1])[0]))
+        logits = task.model.heads["rotation"](task.model.encoder(rotate_four(batch[i : i + 1])[0]))
         ce = torch.nn.functional.cross_entropy(logits, torch.arange(4))
         assert scores[i].item() == pytest.approx(-ce.item(), rel=1e-6)
 

@@ -16,6 +16,7 @@ from ssl_fed.eval import (
     evaluate_raw_pixels,
     expected_calibration_error,
     extract_features,
+    fit_probe,
     knn_accuracy,
     per_class_accuracy,
     probe_label_efficiency,
@@ -206,6 +207,21 @@ def _digits() -> tuple[ImageDataset, ImageDataset]:
     return full.subset(torch.arange(1200)), full.subset(torch.arange(1200, len(full)))
 
 
+def _reference_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
+    """Guo et al. (2017) ECE, one bin (lo, hi] at a time: sum of |B|/n * |acc(B) - conf(B)|."""
+    confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
+    total = 0.0
+    for b in range(n_bins):
+        lo, hi = b / n_bins, (b + 1) / n_bins
+        rows = [i for i, c in enumerate(confidence) if (lo < c <= hi) or (b == 0 and c == 0)]
+        if rows:
+            acc = float(np.mean([predicted[i] == labels[i] for i in rows]))
+            conf = float(np.mean([confidence[i] for i in rows]))
+            total += len(rows) / len(labels) * abs(acc - conf)
+    return total
+
+
+@pytest.mark.slow
 def test_evaluate_encoder_on_digits_restores_mode() -> None:
     # Prepare: a mixed-mode module (parent training, child eval) as a caller might leave it
     train, test = _digits()
@@ -219,7 +235,11 @@ def test_evaluate_encoder_on_digits_restores_mode() -> None:
     # each submodule's mode is restored; the dict is JSON-ready
     assert report.linear_probe["all"].mean > 0.9
     assert report.knn_accuracy > 0.9
-    assert 0.0 <= report.ece <= 1.0
+    assert train.labels is not None and test.labels is not None
+    probe = fit_probe(train.images.flatten(1).numpy(), train.labels.numpy())
+    probs = probe.predict_proba(test.images.flatten(1).numpy())
+    assert report.ece == pytest.approx(_reference_ece(probs, test.labels.numpy()), abs=1e-6)
+    assert report.ece > 0
     assert sorted(report.per_class_accuracy) == list(range(10))
     assert all(s == (False, False, False) for s in encoder.seen)
     assert encoder.training and not encoder.child.training
@@ -261,6 +281,7 @@ def test_evaluation_without_labels_raises_clearly() -> None:
         evaluate_raw_pixels(train, unlabelled, EvalConfig())
 
 
+@pytest.mark.slow
 def test_unseen_test_class_counts_as_a_mistake() -> None:
     # Prepare: train on digits 0..8 only; test still contains 9s
     train, test = _digits()

@@ -17,9 +17,18 @@ pytestmark = pytest.mark.slow
 
 def test_multirun_sweep_writes_one_run_per_job(tmp_path: Path) -> None:
     # Execute: a two-job sweep over the privacy target, 3 sites, 1 round each
-    cmd = [sys.executable, "-m", "simulations.run", "--multirun", *TINY, "sim.num_sites=3",
-           "sim.rounds=1", "privacy.target_epsilon=2,4", f"out={tmp_path}/sweep",
-           f"hydra.sweep.dir={tmp_path}/hydra"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "simulations.run",
+        "--multirun",
+        *TINY,
+        "sim.num_sites=3",
+        "sim.rounds=1",
+        "privacy.target_epsilon=2,4",
+        f"out={tmp_path}/sweep",
+        f"hydra.sweep.dir={tmp_path}/hydra",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from ssl_fed.privacy.dpsgd import DPSGDStep, PlainStep, PrivacyError, check_private_setup
 from ssl_fed.privacy.grads import per_unit_gradients
+from ssl_fed.tasks import TASKS
 from ssl_fed.tasks.units import UnitPlan, gather_units
 from tests.helpers import tiny_task, views_for
 
@@ -27,9 +28,10 @@ def units(task, n):
     return gather_units(views, index), mask
 
 
-def test_private_step_without_clipping_or_noise_equals_plain_step():
-    # Prepare: two identical joint tasks, C effectively infinite, σ = 0
-    plain_task = tiny_task("joint")
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_private_step_without_clipping_or_noise_equals_plain_step(name):
+    # Prepare: two identical tasks (every registered one), C effectively infinite, σ = 0
+    plain_task = tiny_task(name)
     dp_task = copy.deepcopy(plain_task)
     views, mask = units(plain_task, 5)
 
@@ -69,12 +71,41 @@ def test_clipped_units_never_exceed_max_grad_norm():
         expected_batch_size=1,
     )(views, mask)
 
-    # Assert: the sum of the clipped rows equals Σ min(1, C/‖g‖)·g, and each row had norm ≤ C
+    # Assert: the sum of the clipped rows equals Σ min(1, C/‖g‖)·g
     factors = (c / (norms + 1e-6)).clamp(max=1.0)
-    assert torch.all(norms * factors <= c + 1e-9)
     for name, value in snapshot(task).items():
         expected = -(factors.view(-1, *[1] * (grads[name].ndim - 1)) * grads[name]).sum(0)
         torch.testing.assert_close(value - before[name], expected, atol=1e-9, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_one_units_clipped_update_has_norm_c_or_less(name):
+    # Prepare: C between the units' gradient norms, so some are clipped and some are not
+    task = tiny_task(name)
+    views, mask = units(task, 5)
+    params = {n: p.detach().clone() for n, p in task.trainable_named_parameters()}
+    grads, _ = per_unit_gradients(task, params, views, mask)
+    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads.values()], 1).norm(dim=1)
+    c = float(norms.median())
+
+    for g in range(len(mask)):
+        # Execute: one unit alone, σ = 0, lr 1, expected batch 1: the update is minus its row
+        one = copy.deepcopy(task)
+        before = snapshot(one)
+        DPSGDStep(
+            one,
+            sgd(one, lr=1.0),
+            noise_multiplier=0.0,
+            max_grad_norm=c,
+            sensitivity=2.0,
+            expected_batch_size=1,
+        )(views[g : g + 1], mask[g : g + 1])
+        update = torch.cat([(v - before[n]).flatten() for n, v in snapshot(one).items()])
+
+        # Assert: a clipped unit moves the parameters by exactly C, an unclipped one by ‖g‖
+        expected = min(c, float(norms[g]))
+        assert float(update.norm()) == pytest.approx(expected, rel=1e-5)
+        assert float(update.norm()) <= c * (1 + 1e-9)
 
 
 def test_empty_batch_takes_a_noise_only_step():

@@ -5,6 +5,7 @@ import torch
 
 from ssl_fed.privacy.grads import per_unit_gradients
 from ssl_fed.privacy.unit_hooks import per_unit_gradients_hooks
+from ssl_fed.tasks import TASKS
 from ssl_fed.tasks.units import gather_units
 from tests.helpers import tiny_task, views_for
 
@@ -22,12 +23,13 @@ def reference_gradient(task, unit_views, unit_mask):
 
 
 @pytest.mark.parametrize("method", ["vmap", "hooks"])
-@pytest.mark.parametrize("name", ["rotation", "joint", "contrastive"])
+@pytest.mark.parametrize("name", sorted(TASKS))
 def test_per_unit_gradients_match_single_unit_reference(name, method):
-    # Prepare: 7 images; rotation uses one image per unit, the others random padded groups
+    # Prepare: 7 images, every registered task; one image per unit for a task that does not
+    # couple images, random padded groups for one that does
     task = tiny_task(name)
     views = views_for(task, 7)
-    if name == "rotation":
+    if not TASKS[name].couples_examples:
         index, mask = torch.arange(7).unsqueeze(1), torch.ones(7, 1, dtype=torch.float64)
     else:
         index = torch.tensor([[0, 3, 5], [1, 0, 0], [2, 4, 6]])
@@ -48,9 +50,10 @@ def test_per_unit_gradients_match_single_unit_reference(name, method):
             torch.testing.assert_close(grads[pname][g], value, atol=1e-5, rtol=1e-5)
 
 
-def test_all_views_of_an_image_share_one_gradient_row():
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_all_views_of_an_image_share_one_gradient_row(name):
     # Prepare
-    task = tiny_task("rotation")
+    task = tiny_task(name)
     views = views_for(task, 5)
     params = {n: p.detach() for n, p in task.trainable_named_parameters()}
 
@@ -59,13 +62,14 @@ def test_all_views_of_an_image_share_one_gradient_row():
         task, params, gather_units(views, torch.arange(5).unsqueeze(1)), torch.ones(5, 1).double()
     )
 
-    # Assert: 5 images with 4 rotations each give 5 rows, not 20
+    # Assert: 5 images with V views each give 5 rows, not 5V
     assert all(g.shape[0] == 5 for g in grads.values())
 
 
-def test_padded_slots_do_not_change_a_group_gradient():
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_padded_slots_do_not_change_a_group_gradient(name):
     # Prepare: the same group of 2 images, once unpadded and once padded to 4 slots
-    task = tiny_task("contrastive")
+    task = tiny_task(name)
     views = views_for(task, 2)
     params = {n: p.detach() for n, p in task.trainable_named_parameters()}
     tight = gather_units(views, torch.tensor([[0, 1]]))

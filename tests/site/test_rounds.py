@@ -14,7 +14,6 @@ from ssl_fed.models import build_model
 from ssl_fed.site import node
 from ssl_fed.site.rounds import (
     answer_budget_query,
-    head_modules,
     load_local_heads,
     local_heads,
     site_ledger,
@@ -43,10 +42,10 @@ def test_kept_heads_round_trip_into_a_fresh_model() -> None:
     load_local_heads(fresh, local_heads(trained))
 
     # Assert: every head tensor is now the trained one; the encoder is untouched
-    assert head_modules() == ("rotation", "projection")
-    for name in head_modules():
-        for key, value in getattr(trained, name).state_dict().items():
-            assert torch.equal(getattr(fresh, name).state_dict()[key], value)
+    assert tuple(trained.heads) == ("rotation", "projection")
+    for name, head in trained.heads.items():
+        for key, value in head.state_dict().items():
+            assert torch.equal(fresh.heads[name].state_dict()[key], value)
     assert not torch.equal(
         next(iter(fresh.encoder.state_dict().values())),
         next(iter(trained.encoder.state_dict().values())),

@@ -27,8 +27,8 @@ def manual_nt_xent(z1, z2, tau):
 def test_nt_xent_equals_the_paper_definition():
     # Prepare: a projection head set to the identity so embeddings are what we pass in
     task = tiny_task("contrastive")
-    proj = task.model.projection
-    task.model.projection = torch.nn.Identity()
+    proj = task.model.heads["projection"]
+    task.model.heads["projection"] = torch.nn.Identity()
     h = torch.randn(1, 5, 2, 8, dtype=torch.float64)
 
     # Execute
@@ -36,7 +36,7 @@ def test_nt_xent_equals_the_paper_definition():
 
     # Assert
     assert float(loss) == pytest.approx(manual_nt_xent(h[0, :, 0], h[0, :, 1], 0.5), rel=1e-9)
-    task.model.projection = proj
+    task.model.heads["projection"] = proj
 
 
 def test_a_group_of_one_image_has_zero_contrastive_loss():
@@ -49,7 +49,7 @@ def test_rotation_loss_is_the_mean_ce_over_four_rotations():
     # Prepare
     task = tiny_task("rotation")
     views = views_for(task, 1)
-    logits = task.model.rotation(task.model.encoder(views[0]))
+    logits = task.model.heads["rotation"](task.model.encoder(views[0]))
 
     # Execute
     loss = task(views.unsqueeze(1), torch.ones(1, 1).double())["rotation"]

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from ssl_fed.fed.simulation import prepare_config
 from ssl_fed.config import RootConfig, load_config
 from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.fed.runconfig import from_run_config
+from ssl_fed.fed.simulation import prepare_config
 from ssl_fed.privacy.accounting import calibrate_noise
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.site.node import site_config, site_info
