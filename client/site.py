@@ -25,6 +25,7 @@ from flwr.app import ArrayRecord, Context
 
 from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 from ssl_fed.data import ImageDataset, load_partition, load_splits
+from ssl_fed.train.sampling import privacy_units
 from ssl_fed.deploy.site_data import deployed_splits
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.budget import already_charged, can_train
@@ -215,6 +216,7 @@ def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
         delta=pr.delta,
         accountant=pr.accountant,
         key_dir=info.key_dir if info.key_dir is not None else pr.key_dir,
+        privacy_unit=pr.unit,
     )
 
 
@@ -222,7 +224,7 @@ def answer_budget_query(cfg: RootConfig, info: SiteInfo, run_id: str, round: int
     """Whether this site affords ``round`` (see :mod:`ssl_fed.fed.budget`)."""
     cfg = site_config(cfg, info)
     data = site_data(cfg, info)
-    return can_train(cfg, site_ledger(cfg, info), len(data), run_id, round)
+    return can_train(cfg, site_ledger(cfg, info), privacy_units(data, cfg), run_id, round)
 
 
 def train_round(

@@ -47,6 +47,8 @@ class DataConfig:
     test_fraction: float = 0.3
     seed: int = 0
     public_size: int | None = None
+    manifest: str | None = None
+    synthetic_persons: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -98,6 +100,8 @@ class PrivacyConfig:
     grad_method: str = "vmap"
     trainable: list[str] = field(default_factory=list)
     key_dir: str | None = None
+    unit: str = "image"
+    max_images_per_person: int = 8
 
 
 @dataclass
@@ -264,6 +268,7 @@ def validate_config(cfg: RootConfig) -> None:
         d.public_size,
         "declare the site's public size (>= 1 image, e.g. n rounded down to a bucket) or null",
     )
+    _require(d.synthetic_persons is None or d.synthetic_persons >= 1, "data.synthetic_persons", d.synthetic_persons, "use M >= 1 images per synthetic person, or null")  # noqa: E501
     a = d.augment
     _require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
     _require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")
@@ -317,6 +322,8 @@ def validate_config(cfg: RootConfig) -> None:
         pr.grad_method,
         "use vmap (torch.func over units) or hooks (one batched pass)",
     )
+    _require(pr.unit in {"image", "person"}, "privacy.unit", pr.unit, "image|person")
+    _require(pr.max_images_per_person >= 1, "privacy.max_images_per_person", pr.max_images_per_person, "use >= 1")  # noqa: E501
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
     _require_finite_positive(
         pr.noise_multiplier,

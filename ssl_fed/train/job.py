@@ -58,6 +58,7 @@ def site_ledger(cfg: RootConfig, *, read_only: bool = False) -> PrivacyLedger:
         delta=pr.delta,
         accountant=pr.accountant,
         key_dir=pr.key_dir,
+        privacy_unit=pr.unit,
     )
 
 

@@ -23,8 +23,10 @@ from ssl_fed.privacy.accounting import calibrate_noise
 from ssl_fed.privacy.dpsgd import DPSGDStep, GradientStep, PlainStep, check_private_setup
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks.base import PretextTask
-from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
-from ssl_fed.train.randomness import UnitStreams, draw_run_key, unit_ids
+from ssl_fed.data.persons import with_persons
+from ssl_fed.tasks.units import UnitPlan, gather_units, plan_units
+from ssl_fed.train.randomness import draw_run_key
+from ssl_fed.train.sampling import Sampler, make_sampler, unit_count
 
 log = logging.getLogger("ssl_fed.train")
 
@@ -107,16 +109,17 @@ def choose_noise(cfg: RootConfig, ledger: PrivacyLedger, schedule: Schedule, run
     )
 
 
-def unit_streams(cfg: RootConfig, data: ImageDataset, round: int) -> UnitStreams:
-    """Return the per-image streams of this training (:mod:`ssl_fed.train.randomness`).
+def sampler_for(
+    cfg: RootConfig, data: ImageDataset, plan: UnitPlan, schedule: Schedule, round: int
+) -> Sampler:
+    """Return this training's sampler over its privacy units (:mod:`ssl_fed.train.sampling`).
 
     The subsampling amplification the accountant credits holds only if nobody can predict which
-    images were sampled, so under DP the run key comes from ``secrets`` and never from the
+    units were sampled, so under DP the run key comes from ``secrets`` and never from the
     public ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
     """
-    return UnitStreams(
-        draw_run_key(cfg.privacy.enabled, cfg.train.seed, round), unit_ids(data.images)
-    )
+    key = draw_run_key(cfg.privacy.enabled, cfg.train.seed, round)
+    return make_sampler(key, data, plan, schedule.sample_rate, cfg.privacy.max_images_per_person)
 
 
 def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
@@ -173,7 +176,7 @@ def run_steps(
     step: GradientStep,
     plan: UnitPlan,
     schedule: Schedule,
-    streams: UnitStreams,
+    sampler: Sampler,
 ) -> tuple[dict[str, float], int]:
     """Run every step of ``schedule``; return the summed loss terms and the images seen.
 
@@ -193,10 +196,8 @@ def run_steps(
         disable=not (cfg.train.progress and sys.stderr.isatty()),
     )
     for t in range(schedule.steps):
-        index = streams.poisson_batch(t, schedule.sample_rate)
-        draws = streams.at(t, index)
+        index, draws, unit_index, mask = sampler.batch(t)
         views = task.make_views(data.images[torch.from_numpy(index)], draws)
-        unit_index, mask = form_units(len(index), plan, draws)
         terms = step(gather_units(views, unit_index), mask)
         for name, value in terms.items():
             sums[name] += value
@@ -223,8 +224,11 @@ def train_local(
     PrivacyError, BudgetExceededError, LedgerError
         Before any training, when the privacy of the run cannot be stated or afforded.
     """
+    if cfg.privacy.unit == "person":
+        data = with_persons(data, cfg.data)
+    units = unit_count(data, cfg.privacy.unit)
     schedule = make_schedule(
-        len(data), cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size
+        units, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size
     )
     if not schedule.size_is_public and cfg.privacy.enabled:
         log.warning(
@@ -233,12 +237,13 @@ def train_local(
             "down to a bucket) to report it"
         )
     apply_trainable(task, cfg.privacy.trainable)
-    plan = plan_units(task, cfg.task, cfg.train.batch_size)
+    plan = plan_units(task, cfg.task, cfg.train.batch_size, cfg.privacy.unit)
     sigma: float | None = None
     if cfg.privacy.enabled:
         if ledger is None:
             raise ValueError("privacy is on but no ledger was given; every DP training is charged")
-        check_private_setup(task, plan, delta=cfg.privacy.delta, n=len(data))
+        ledger.require_unit(cfg.privacy.unit)
+        check_private_setup(task, plan, delta=cfg.privacy.delta, n=units)
         sigma = choose_noise(cfg, ledger, schedule, run_id)
         assert plan.sensitivity is not None
         ledger.charge(
@@ -250,7 +255,8 @@ def train_local(
             sensitivity=plan.sensitivity,
         )
     step = build_step(task, cfg, plan, sigma)
-    sums, seen = run_steps(task, data, cfg, step, plan, schedule, unit_streams(cfg, data, round))
+    sampler = sampler_for(cfg, data, plan, schedule, round)
+    sums, seen = run_steps(task, data, cfg, step, plan, schedule, sampler)
     losses = {k: v / max(seen, 1) for k, v in sums.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"training diverged (losses {losses}); lower train.lr")
