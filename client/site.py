@@ -25,13 +25,13 @@ from flwr.app import ArrayRecord, Context
 
 from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 from ssl_fed.data import ImageDataset, load_partition, load_splits
-from ssl_fed.train.sampling import privacy_units
 from ssl_fed.deploy.site_data import deployed_splits
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.budget import already_charged, can_train
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks import build_task
+from ssl_fed.train.sampling import privacy_units
 
 log = logging.getLogger("ssl_fed.client")
 

@@ -268,7 +268,12 @@ def validate_config(cfg: RootConfig) -> None:
         d.public_size,
         "declare the site's public size (>= 1 image, e.g. n rounded down to a bucket) or null",
     )
-    _require(d.synthetic_persons is None or d.synthetic_persons >= 1, "data.synthetic_persons", d.synthetic_persons, "use M >= 1 images per synthetic person, or null")  # noqa: E501
+    _require(
+        d.synthetic_persons is None or d.synthetic_persons >= 1,
+        "data.synthetic_persons",
+        d.synthetic_persons,
+        "use M >= 1 images per synthetic person (benchmarks only), or null",
+    )
     a = d.augment
     _require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
     _require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")
@@ -323,7 +328,12 @@ def validate_config(cfg: RootConfig) -> None:
         "use vmap (torch.func over units) or hooks (one batched pass)",
     )
     _require(pr.unit in {"image", "person"}, "privacy.unit", pr.unit, "image|person")
-    _require(pr.max_images_per_person >= 1, "privacy.max_images_per_person", pr.max_images_per_person, "use >= 1")  # noqa: E501
+    _require(
+        pr.max_images_per_person >= 1,
+        "privacy.max_images_per_person",
+        pr.max_images_per_person,
+        "use a public cap >= 1 on the images one sampled person contributes",
+    )
     _require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
     _require_finite_positive(
         pr.noise_multiplier,

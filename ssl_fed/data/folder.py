@@ -45,7 +45,7 @@ def _is_image(path: Path) -> bool:
 
 
 def _images_in(folder: Path) -> tuple[list[Path], list[str] | None]:
-    """A class folder's images: directly inside it, or in person sub-folders (then their ids)."""
+    """Return a class folder's images (directly inside, or in person sub-folders) and persons."""
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     files = [p for p in entries if _is_image(p)]
     people = [p for p in entries if p.is_dir()]
@@ -71,7 +71,13 @@ def _images_in(folder: Path) -> tuple[list[Path], list[str] | None]:
 Listing = tuple[list[Path], list[int], list[str], list[str] | None]
 
 
-def _list_files(root: Path) -> Listing:
+def _list_files(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Return the sorted image files, their labels (empty if unlabelled) and the class names."""
+    files, labels, classes, _ = list_layout(root)
+    return files, labels, classes
+
+
+def list_layout(root: Path) -> Listing:
     """Return the sorted image files, labels (empty if unlabelled), class names and person ids."""
     if not root.is_dir():
         raise DataError(
@@ -184,7 +190,7 @@ def load_folder(cfg: DataConfig, path: str) -> ImageDataset:
         (then it is skipped and a warning on logger ``ssl_fed.data`` lists the skipped files).
     """
     root = Path(path)
-    listing = _list_files(root)
+    listing = list_layout(root)
     if cfg.manifest is not None and path == cfg.path:
         listing = _apply_manifest(root, cfg.manifest, listing)
     files, labels, _, persons = listing

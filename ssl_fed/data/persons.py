@@ -1,4 +1,4 @@
-"""Person ids: which of a site's images belong to one person (the unit of ``privacy.unit=person``).
+r"""Person ids: which of a site's images belong to one person (the unit of ``privacy.unit=person``).
 
 Person ids come only from the site's own data and never leave it (the guard refuses any count):
 
@@ -11,7 +11,7 @@ Person ids come only from the site's own data and never leave it (the guard refu
   persons are *synthetic* (a benchmark device to measure person-level DP, not real people).
 
 A person id is 1..128 characters from ``[A-Za-z0-9_.-]``, not starting with ``.``: an id is only
-ever a label, and refusing path characters (``/``, ``\\``, ``..``) keeps it from being used as a
+ever a label, and refusing path characters (``/``, ``\``, ``..``) keeps it from being used as a
 path anywhere downstream.
 """
 
@@ -82,8 +82,10 @@ def read_manifest(path: str | Path) -> ManifestRows:
     return rows
 
 
-def npz_persons(arrays: dict[str, NDArray[np.generic]], file: str, n: int) -> tuple[str, ...] | None:
-    """The optional ``persons`` array of an ``.npz`` archive, validated: ``[N]`` ints or strings."""
+def npz_persons(
+    arrays: dict[str, NDArray[np.generic]], file: str, n: int
+) -> tuple[str, ...] | None:
+    """Return the archive's optional ``persons`` array (``[N]`` ints or strings), checked."""
     if "persons" not in arrays:
         return None
     raw = np.asarray(arrays["persons"])

@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from ssl_fed.config import RootConfig, epsilon_budget
 from ssl_fed.data.dataset import ImageDataset
+from ssl_fed.data.persons import with_persons
 from ssl_fed.privacy.accounting import calibrate_noise
 from ssl_fed.privacy.dpsgd import DPSGDStep, GradientStep, PlainStep, check_private_setup
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks.base import PretextTask
-from ssl_fed.data.persons import with_persons
 from ssl_fed.tasks.units import UnitPlan, gather_units, plan_units
 from ssl_fed.train.randomness import draw_run_key
 from ssl_fed.train.sampling import Sampler, make_sampler, unit_count

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.config import RootConfig
+from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.data.persons import person_codes, with_persons
 from ssl_fed.tasks.units import UnitPlan, form_person_units, form_units, group_ids
 from ssl_fed.train.randomness import BatchDraws, UnitStreams, unit_ids
@@ -40,7 +40,7 @@ from ssl_fed.train.randomness import BatchDraws, UnitStreams, unit_ids
 class Batch(NamedTuple):
     """Image positions of one step, their draws, and the clipping units over them."""
 
-    index: NDArray[np.int64]
+    positions: NDArray[np.int64]
     draws: BatchDraws
     unit_index: torch.Tensor
     mask: torch.Tensor
@@ -118,7 +118,7 @@ def unit_count(data: ImageDataset, unit: str) -> int:
 
 
 def privacy_units(data: ImageDataset, cfg: RootConfig) -> int:
-    """The site's number of privacy units under ``cfg`` (person ids resolved first)."""
+    """Return the site's number of privacy units under ``cfg`` (person ids resolved first)."""
     if cfg.privacy.unit == "person":
         data = with_persons(data, cfg.data)
     return unit_count(data, cfg.privacy.unit)
@@ -127,7 +127,7 @@ def privacy_units(data: ImageDataset, cfg: RootConfig) -> int:
 def make_sampler(
     run_key: bytes, data: ImageDataset, plan: UnitPlan, rate: float, cap: int
 ) -> Sampler:
-    """The sampler of ``plan``'s unit (person plans need ``data.persons``)."""
+    """Return the sampler of ``plan``'s unit (person plans need ``data.persons``)."""
     if plan.kind in ("person", "person-group"):
         return PersonSampler(run_key, data, plan, rate, cap)
     return ImageSampler(run_key, data, plan, rate)

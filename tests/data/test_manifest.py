@@ -43,7 +43,9 @@ def _flat(tmp_path: Path, n: int = 4) -> Path:
 def test_a_manifest_gives_each_file_its_person_and_label(tmp_path: Path) -> None:
     # Prepare: 4 flat files; persons p1 (0, 2) and p2 (1, 3), labels by the manifest
     root = _flat(tmp_path)
-    man = _manifest(tmp_path, "file,person,label\n0.png,p1,cat\n1.png,p2,dog\n2.png,p1,dog\n3.png,p2,cat\n")
+    man = _manifest(
+        tmp_path, "file,person,label\n0.png,p1,cat\n1.png,p2,dog\n2.png,p1,dog\n3.png,p2,cat\n"
+    )
 
     # Execute
     data = load_folder(_cfg(root, man), str(root))
@@ -73,7 +75,10 @@ def test_the_class_person_layout_gives_persons_from_folder_names(tmp_path: Path)
 @pytest.mark.parametrize(
     ("rows", "message"),
     [
-        ("file,person\n0.png,p\n1.png,p\n2.png,p\n3.png,p\n9.png,q\n", r"row 6: file '9.png' is not"),
+        (
+            "file,person\n0.png,p\n1.png,p\n2.png,p\n3.png,p\n9.png,q\n",
+            r"row 6: file '9.png' is not",
+        ),
         ("file,person\n0.png,p\n1.png,p\n2.png,p\n", r"3.png is in no person"),
         ("file,person\n0.png,p\n1.png,../etc\n2.png,p\n3.png,p\n", r"row 3: person id '../etc'"),
         ("file,person\n0.png,p\n1.png,a/b\n2.png,p\n3.png,p\n", r"row 3: person id 'a/b'"),
@@ -145,6 +150,6 @@ def test_synthetic_persons_own_fixed_random_sets_of_m_images() -> None:
 
 def test_person_runs_without_person_ids_are_refused_with_the_fixes() -> None:
     data = ImageDataset(images(4), None, "plain")
-    with pytest.raises(DataError, match="data.manifest"):
+    with pytest.raises(DataError, match=r"data\.manifest"):
         with_persons(data, DataConfig())
     assert with_persons(data, DataConfig(synthetic_persons=2)).persons is not None
