@@ -31,7 +31,7 @@ def test_per_person_gradients_equal_one_person_at_a_time(method):
     task = tiny_task("rotation")
     data = person_site([3, 1, 4, 2])
     batch = PersonSampler(KEY, data, PERSON, 1.0, cap=8).batch(0)
-    views = task.make_views(data.images[torch.from_numpy(batch.index)], batch.draws).double()
+    views = task.make_views(data.images[torch.from_numpy(batch.positions)], batch.draws).double()
     units = gather_units(views, batch.unit_index)
 
     # Execute
