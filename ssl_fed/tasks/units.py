@@ -49,6 +49,22 @@ from ssl_fed.config import TaskConfig
 from ssl_fed.data.views import UniformSource
 from ssl_fed.tasks.base import PretextTask
 
+UNIT_LABELS = {
+    "image": "one original image at one site (all its views clipped together)",
+    "person": (
+        "one person at one site (all their images, at most privacy.max_images_per_person per "
+        "step, clipped together); ε is per person"
+    ),
+}
+"""What ``privacy.unit`` protects, for model cards, metrics.json and TensorBoard."""
+
+
+def unit_label(privacy: dict[str, object]) -> str:
+    """Return the label of a run's privacy unit from its ``privacy`` config (as a mapping)."""
+    if not privacy.get("enabled", True):
+        return "none (privacy off)"
+    return UNIT_LABELS[str(privacy.get("unit", "image"))]
+
 
 @dataclass(frozen=True)
 class UnitPlan:

@@ -108,6 +108,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
         "noise_multiplier": result.noise_multiplier,
         "sensitivity": result.plan.sensitivity if cfg.privacy.enabled else None,
         "privacy_unit": result.plan.describes if cfg.privacy.enabled else "none (privacy off)",
+        "unit": cfg.privacy.unit if cfg.privacy.enabled else None,
         "steps": result.steps,
         "init": init_summary(cfg.init, init_card),
         **report,
