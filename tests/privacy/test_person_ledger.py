@@ -8,6 +8,7 @@ from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, check_scalars
 from ssl_fed.privacy.accounting import epsilon_for_history
 from ssl_fed.privacy.ledger import LedgerError, PrivacyLedger
 from ssl_fed.privacy.policy import check_run, simulation_policy
+from ssl_fed.tasks.units import unit_label
 from ssl_fed.train.local import train_local
 from tests.helpers import images, tiny_task
 
@@ -116,3 +117,9 @@ def test_a_site_policy_refuses_a_run_with_another_unit():
     assert check_run(cfg, simulation_policy(cfg)) == []
     image_site = simulation_policy(config("image"))
     assert [r.code for r in check_run(cfg, image_site)] == ["unit"]
+
+
+def test_reports_name_the_unit():
+    assert "ε is per person" in unit_label({"enabled": True, "unit": "person"})
+    assert unit_label({"enabled": True, "unit": "image"}).startswith("one original image")
+    assert unit_label({"enabled": False, "unit": "person"}) == "none (privacy off)"
