@@ -25,6 +25,7 @@ from ssl_fed.models import SSLModel, build_model
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import train_local
+from ssl_fed.train.sampling import privacy_units
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -86,6 +87,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     start = time.time()
     splits = load_splits(cfg.data)
     train = splits.train
+    privacy_units(train, cfg)  # missing person ids are refused before any ledger exists
     ledger = site_ledger(cfg) if cfg.privacy.enabled else None
     model = build_model(cfg.encoder, train.channels)
     init_card = load_init(model, cfg.init)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ssl_fed.cli import main
 from ssl_fed.config import DataConfig
 from ssl_fed.data import DataError, ImageDataset
 from ssl_fed.data.folder import load_folder
@@ -153,3 +154,12 @@ def test_person_runs_without_person_ids_are_refused_with_the_fixes() -> None:
     with pytest.raises(DataError, match=r"data\.manifest"):
         with_persons(data, DataConfig())
     assert with_persons(data, DataConfig(synthetic_persons=2)).persons is not None
+
+
+def test_train_local_without_person_ids_exits_2_before_writing_anything(tmp_path: Path) -> None:
+    # Execute
+    code = main(["train-local", "privacy.unit=person", f"out={tmp_path / 'run'}"])
+
+    # Assert: one error, no output directory, no ledger
+    assert code == 2
+    assert not (tmp_path / "run").exists()
