@@ -49,6 +49,7 @@ class DataConfig:
     public_size: int | None = None
     manifest: str | None = None
     synthetic_persons: int | None = None
+    person_folders: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

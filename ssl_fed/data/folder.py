@@ -11,8 +11,9 @@ have:
 
 Person ids (:mod:`ssl_fed.data.persons`) can also come from ``data.manifest`` (``file,person
 [,label]``), which must list exactly the image files of ``data.path``. ``root/<x>/<files>`` is
-always read as classes: ``x`` could be a class or a person, so it is not guessed (write a
-manifest). A class folder mixing image files and sub-folders is refused as ambiguous.
+read as classes unless ``data.person_folders=true`` says its folders are persons
+(``DIR/<person>/<files>``, unlabelled): ``x`` could be a class or a person, so it is never
+guessed. A class folder mixing image files and sub-folders is refused as ambiguous.
 
 A folder holding both is refused rather than guessed at: silently dropping either half would
 change what the site trains on. Files are sorted so the same folder always gives the same tensor
@@ -118,6 +119,23 @@ def list_layout(root: Path) -> Listing:
     return files, labels, [c.name for c in classes], (persons if persons else None)
 
 
+def person_layout(root: Path) -> Listing:
+    """``DIR/<person>/<files>`` (``data.person_folders=true``): top folders are persons, no labels.
+
+    Anything else (images at the top, or sub-folders inside a person folder, which would be
+    ``DIR/<class>/<person>/<files>``) is refused as ambiguous rather than guessed.
+    """
+    files, labels, classes, persons = list_layout(root)
+    if not classes or persons is not None:
+        shape = "images at its top level" if not classes else "DIR/<class>/<person>/<files>"
+        raise DataError(
+            f"{root}: data.person_folders=true expects DIR/<person>/<files>, but the folder "
+            f"holds {shape}; fix the layout, or set data.person_folders=false"
+        )
+    by_label = [check_person_id(classes[k], f"person folder {root / classes[k]}") for k in labels]
+    return files, [], [], by_label
+
+
 def _apply_manifest(root: Path, manifest: str, listing: Listing) -> Listing:
     """Person ids (and labels, if given) from ``data.manifest``, checked against the folder."""
     files, labels, classes, _ = listing
@@ -190,8 +208,9 @@ def load_folder(cfg: DataConfig, path: str) -> ImageDataset:
         (then it is skipped and a warning on logger ``ssl_fed.data`` lists the skipped files).
     """
     root = Path(path)
-    listing = list_layout(root)
-    if cfg.manifest is not None and path == cfg.path:
+    main = path == cfg.path
+    listing = person_layout(root) if cfg.person_folders and main else list_layout(root)
+    if cfg.manifest is not None and main:
         listing = _apply_manifest(root, cfg.manifest, listing)
     files, labels, _, persons = listing
     mode = {1: "L", 3: "RGB", None: None}[cfg.channels]

@@ -4,7 +4,8 @@ Person ids come only from the site's own data and never leave it (the guard refu
 
 - a **manifest** ``data.manifest=PATH.csv`` with header ``file,person[,label]``: one row per image
   file, ``file`` relative to ``data.path`` (folder data);
-- the folder layout ``DIR/<class>/<person>/<files>`` (see :mod:`ssl_fed.data.folder`);
+- the folder layouts ``DIR/<class>/<person>/<files>``, and ``DIR/<person>/<files>`` when
+  ``data.person_folders=true`` says so (see :mod:`ssl_fed.data.folder`);
 - an ``.npz`` archive's optional ``persons`` array aligned with ``images``;
 - **synthetic** ids for the digits / Fashion-MNIST benchmarks (``data.synthetic_persons=M``): the
   images are shuffled with the public ``data.seed`` and cut into persons of ``M`` images. These
@@ -126,9 +127,10 @@ def with_persons(data: ImageDataset, cfg: DataConfig) -> ImageDataset:
     raise DataError(
         f"{data.source}: privacy.unit=person needs person ids and this data has none. Give them "
         "with data.manifest=FILE.csv (columns file,person[,label]), the folder layout "
-        "DIR/<class>/<person>/<files>, a 'persons' array in the .npz, or, for benchmarks only, "
-        "data.synthetic_persons=M. (DIR/<x>/<files> is read as classes: x could be a class or a "
-        "person, so it is not guessed; write a manifest.)"
+        "DIR/<class>/<person>/<files>, DIR/<person>/<files> with data.person_folders=true, a "
+        "'persons' array in the .npz, or, for benchmarks only, data.synthetic_persons=M. "
+        "(DIR/<x>/<files> is read as classes unless data.person_folders=true: x could be a class "
+        "or a person, so it is not guessed.)"
     )
 
 

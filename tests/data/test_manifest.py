@@ -163,3 +163,27 @@ def test_train_local_without_person_ids_exits_2_before_writing_anything(tmp_path
     # Assert: one error, no output directory, no ledger
     assert code == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_person_folders_read_dir_person_files_and_refuse_other_layouts(tmp_path: Path) -> None:
+    # Prepare: DIR/<person>/<files>
+    root = tmp_path / "site"
+    _save(root / "ann" / "1.png", 1)
+    _save(root / "ann" / "2.png", 2)
+    _save(root / "bob" / "1.png", 3)
+    flagged = DataConfig(name="folder", path=str(root), image_size=8, person_folders=True)
+
+    # Execute
+    persons = load_folder(flagged, str(root))
+    classes = load_folder(_cfg(root), str(root))
+
+    # Assert: with the flag, persons and no labels; without it, the same folders are classes
+    assert persons.persons == ("ann", "ann", "bob") and persons.labels is None
+    assert classes.persons is None and classes.labels is not None
+
+    # Prepare / Execute / Assert: the flag on a class/person layout is refused as ambiguous
+    nested = tmp_path / "nested"
+    _save(nested / "a" / "ann" / "1.png", 1)
+    cfg = DataConfig(name="folder", path=str(nested), image_size=8, person_folders=True)
+    with pytest.raises(DataError, match="expects DIR/<person>/<files>"):
+        load_folder(cfg, str(nested))
