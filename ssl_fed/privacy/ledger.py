@@ -83,14 +83,11 @@ class PrivacyLedger:
     Notes
     -----
     One ledger, one unit. ε composes over a history only when every entry protects the same
-    unit: an entry charged per image protects a person with k images only at the group-privacy
-    bound (about k·ε, with k private and unbounded), so it cannot be added into a per-person ε,
-    and a per-person entry is not a per-image history either (it is stronger, but mixing would
-    make the header's unit false). A site that switches ``privacy.unit`` therefore starts a new,
-    separately labelled budget: a new ledger in a new ``state_dir`` whose header records the new
-    unit. The old ledger stays as it is and keeps stating what was spent per image; the release
-    history of a person is then described by both ledgers (per-image ε of the old one, under
-    group privacy, plus the per-person ε of the new one), never by one merged number.
+    unit: a per-image entry protects a person with k images only at the group-privacy bound
+    (about k·ε, k private and unbounded), so it cannot be added into a per-person ε. Switching
+    ``privacy.unit`` therefore starts a new, separately labelled budget: a new ledger in a new
+    ``state_dir`` whose header records the new unit, while the old ledger keeps stating what
+    was spent per its unit; a person's history is described by both, never one merged number.
     """
 
     def __init__(
