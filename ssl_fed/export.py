@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ssl_fed.config import ConfigError
+from ssl_fed.tasks.units import unit_label
 
 CHECKPOINT = "checkpoints/last.pt"
-PRIVACY_UNIT = "one original image at one site (all its views clipped together)"
 EXPORT_EXTRA = "pip install 'ssl-fed[export]' (onnx, onnxscript, onnxruntime)"
 FORMATS = {"torchscript": "encoder.pt", "onnx": "encoder.onnx"}
 """Export formats and the file each writes."""
@@ -94,7 +94,7 @@ def model_card(ckpt: dict[str, Any], metrics: dict[str, Any], channels: int) -> 
     sites = sorted({s for h in history for s in h.get("completed", [])})
     return {
         "run_id": ckpt["run_id"],
-        "privacy_unit": PRIVACY_UNIT if privacy["enabled"] else "none (privacy off)",
+        "privacy_unit": unit_label(privacy),
         "epsilon_max": max(eps.values(), default=None),
         "epsilon_per_site": eps,
         "delta": metrics.get("delta"),

@@ -30,6 +30,12 @@ def validate_data(d: DataConfig) -> None:
         d.public_size,
         "declare the site's public size (>= 1 image, e.g. n rounded down to a bucket) or null",
     )
+    require(
+        d.synthetic_persons is None or d.synthetic_persons >= 1,
+        "data.synthetic_persons",
+        d.synthetic_persons,
+        "use M >= 1 images per synthetic person (benchmarks only), or null",
+    )
     a = d.augment
     require(0 < a.crop_scale_min <= 1, "data.augment.crop_scale_min", a.crop_scale_min, "(0, 1]")
     require(a.noise_std >= 0, "data.augment.noise_std", a.noise_std, "use a value >= 0")

@@ -30,6 +30,9 @@ class DataConfig:
     holds one file per format). ``public_size`` is the size the site operator declares, so the
     DP sample rate is ``q = batch_size / public_size``; ``channels=None`` keeps the files' own.
     ``on_bad_file``: ``error`` or ``skip`` (corrupt files are skipped and counted in the log).
+    Person ids (for ``privacy.unit=person``, :mod:`ssl_fed.data.persons`): ``manifest`` (a CSV
+    ``file,person[,label]``), ``person_folders`` (``DIR/<person>/<files>``), or, for benchmarks
+    only, ``synthetic_persons`` = M images per synthetic person.
     """
 
     name: str = "digits"
@@ -41,6 +44,9 @@ class DataConfig:
     test_fraction: float = 0.3
     seed: int = 0
     public_size: int | None = None
+    manifest: str | None = None
+    synthetic_persons: int | None = None
+    person_folders: bool = False
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -95,6 +101,8 @@ class PrivacyConfig:
     ``target_epsilon``). ``trainable``: name prefixes to train (e.g. ``[encoder.block3]``; empty =
     all). ``key_dir``: ledger secret and anchor, outside ``state_dir`` (``None`` =
     ``<state_dir>.keys``). ``grad_method``: ``vmap`` (torch.func) or ``hooks`` (one pass).
+    ``unit``: ``image`` or ``person`` (one person, at most ``max_images_per_person`` images per
+    step, is the privacy unit; ε is then per person).
     """
 
     enabled: bool = True
@@ -107,6 +115,8 @@ class PrivacyConfig:
     grad_method: str = "vmap"
     trainable: list[str] = field(default_factory=list)
     key_dir: str | None = None
+    unit: str = "image"
+    max_images_per_person: int = 8
 
 
 @dataclass

@@ -28,6 +28,13 @@ def validate_privacy(pr: PrivacyConfig) -> None:
         pr.grad_method,
         "use vmap (torch.func over units) or hooks (one batched pass)",
     )
+    require(pr.unit in {"image", "person"}, "privacy.unit", pr.unit, "image|person")
+    require(
+        pr.max_images_per_person >= 1,
+        "privacy.max_images_per_person",
+        pr.max_images_per_person,
+        "use a public cap >= 1 on the images one sampled person contributes",
+    )
     require(pr.accountant in {"rdp", "prv"}, "privacy.accountant", pr.accountant, "rdp|prv")
     require_finite_positive(
         pr.noise_multiplier,

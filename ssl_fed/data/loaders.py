@@ -21,6 +21,8 @@ The ``.npz`` format
     dtypes are refused.
 ``labels`` (optional)
     ``[N]`` integer class ids ``0..K-1``; used only for evaluation and simulated partitions.
+``persons`` (optional)
+    ``[N]`` integer or string person ids (``privacy.unit=person``, :mod:`ssl_fed.data.persons`).
 
 Images are resized to ``data.image_size`` squared (bilinear, antialiased when shrinking) and,
 when ``data.channels`` is set, converted (1 -> 3 repeats; 3 -> 1 uses luma weights 0.299,
@@ -45,6 +47,7 @@ from ssl_fed.data.idx import load_fashion_mnist, load_idx
 from ssl_fed.data.images import convert_channels as convert_channels
 from ssl_fed.data.images import resize_images as resize_images
 from ssl_fed.data.npzcheck import check_npz_sizes
+from ssl_fed.data.persons import npz_persons
 from ssl_fed.data.registry import (
     DATASETS,
     register_data_format,
@@ -121,7 +124,8 @@ def load_npz(cfg: DataConfig, path: str) -> ImageDataset:
         labels = torch.from_numpy(np.asarray(arrays["labels"]))
         validate_labels(labels, int(images.shape[0]), f"{file} ['labels']")
         labels = labels.to(torch.int64)
-    return ImageDataset(images.contiguous(), labels, str(file))
+    persons = npz_persons(arrays, str(file), int(images.shape[0]))
+    return ImageDataset(images.contiguous(), labels, str(file), persons)
 
 
 register_data_format("digits")(load_digits_splits)

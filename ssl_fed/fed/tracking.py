@@ -49,6 +49,7 @@ from ssl_fed.fed.progress import RoundProgress, emit, summary_table
 from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
+from ssl_fed.tasks.units import unit_label
 from ssl_fed.train.job import write_atomic
 
 log = logging.getLogger("ssl_fed.server")
@@ -157,11 +158,13 @@ class RunTracker:
         eps = self.site_epsilons()
         if rec.clipped is not None:
             w.add_scalar("secagg/clipped_coordinates", rec.clipped, r)
+        person = self.cfg.privacy.unit == "person"
+        tag = "privacy/epsilon_per_person" if person else "privacy/epsilon"
         for site, value in eps.items():
-            w.add_scalar(f"privacy/epsilon/site_{site}", value, r)
+            w.add_scalar(f"{tag}/site_{site}", value, r)
         if eps:
-            w.add_scalar("privacy/epsilon/max", max(eps.values()), r)
-            w.add_scalar("privacy/epsilon/mean", float(np.mean(list(eps.values()))), r)
+            w.add_scalar(f"{tag}/max", max(eps.values()), r)
+            w.add_scalar(f"{tag}/mean", float(np.mean(list(eps.values()))), r)
         for key in ("completed", "dropped", "declined"):
             w.add_scalar(f"sites/{key}", len(getattr(rec, key)), r)
         w.add_scalar("time/round_s", wall, r)
@@ -261,6 +264,7 @@ class RunTracker:
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
             "epsilon_max": max(max(eps.values(), default=0.0), history_max),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,
+            "privacy_unit": unit_label(asdict(self.cfg.privacy)),
             "init": self.init_info,
             "evaluation": {
                 "kind": self.evaluation,

@@ -77,7 +77,17 @@ class PrivacyLedger:
         Where the ledger secret and anchor live, outside ``state_dir`` (default
         ``<state_dir>.keys``; in deployment, the directory of the site's node key).
     privacy_unit
-        What one unit is (recorded at creation; a writable open refuses a different one).
+        What one unit is, ``image`` or ``person`` (recorded at creation; a writable open refuses
+        a different one).
+
+    Notes
+    -----
+    One ledger, one unit. ε composes over a history only when every entry protects the same
+    unit: a per-image entry protects a person with k images only at the group-privacy bound
+    (about k·ε, k private and unbounded), so it cannot be added into a per-person ε. Switching
+    ``privacy.unit`` therefore starts a new, separately labelled budget: a new ledger in a new
+    ``state_dir`` whose header records the new unit, while the old ledger keeps stating what
+    was spent per its unit; a person's history is described by both, never one merged number.
     """
 
     def __init__(
@@ -159,8 +169,14 @@ class PrivacyLedger:
         if not self.read_only and privacy_unit != head.privacy_unit:
             raise LedgerError(
                 f"privacy unit {privacy_unit!r} differs from {head.privacy_unit!r} recorded in "
-                f"{self.path}: ε over one history must count one kind of unit"
+                f"{self.path}: ε over one history must count one kind of unit. To switch, "
+                "start a new, separately labelled budget in a new state_dir (the old ledger "
+                "keeps stating what was spent per its unit); see PrivacyLedger's Notes"
             )
+
+    def require_unit(self, privacy_unit: str) -> None:
+        """Raise :class:`LedgerError` unless this ledger's recorded unit is ``privacy_unit``."""
+        self._check_terms(None, privacy_unit)
 
     def _roll_anchor_forward(self, anchor: Anchor | None) -> None:
         if anchor is None or anchor.records < len(self._macs) or anchor.state_dir != self._where:

@@ -67,7 +67,7 @@ class NoPrivacyEngine(PrivacyEngine):
     def describe(self, plan: UnitPlan) -> dict[str, Any]:
         """Every privacy field empty."""
         none = ("delta", "epsilon_budget", "accountant", "noise_multiplier", "sensitivity")
-        return {**dict.fromkeys(none), "privacy_unit": "none (privacy off)"}
+        return {**dict.fromkeys(none), "privacy_unit": "none (privacy off)", "unit": None}
 
 
 class DPSGDEngine(PrivacyEngine):
@@ -180,6 +180,7 @@ class DPSGDEngine(PrivacyEngine):
             Before anything is trained.
         """
         pr = self.cfg.privacy
+        self.ledger.require_unit(pr.unit)
         sensitivity = check_private_setup(task, plan, delta=pr.delta, n=self.n)
         sigma, rate, steps = self.ledger_step()
         self.ledger.charge(
@@ -221,4 +222,5 @@ class DPSGDEngine(PrivacyEngine):
             "noise_multiplier": self.noise_multiplier(),
             "sensitivity": plan.sensitivity,
             "privacy_unit": plan.describes,
+            "unit": pr.unit,
         }

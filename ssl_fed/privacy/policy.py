@@ -25,7 +25,7 @@ from typing import Any
 
 from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
 
-PRIVACY_UNITS = ("image",)
+PRIVACY_UNITS = ("image", "person")
 """Privacy units the code can enforce: one image at one site (person-level is not built yet)."""
 
 ACCOUNTANTS = ("rdp", "prv")
@@ -39,6 +39,7 @@ REFUSAL_CODES = {
     "sensitivity": 6,
     "accountant": 7,
     "epsilon-run": 8,
+    "unit": 9,
 }
 """Stable small integers for each refusal; the first one found is the code a site sends."""
 
@@ -186,6 +187,7 @@ def simulation_policy(cfg: RootConfig) -> SitePolicy:
         aggregations=(cfg.aggregation.name,),
         accountants=(pr.accountant,),
         require_privacy=pr.enabled,
+        privacy_unit=pr.unit,
     )
 
 
@@ -225,6 +227,8 @@ def check_run(cfg: RootConfig, policy: SitePolicy) -> list[Refusal]:
         )
     if pr.accountant not in policy.accountants:
         out.append(Refusal("accountant", f"accountant={pr.accountant}"))
+    if pr.unit != policy.privacy_unit:
+        out.append(Refusal("unit", f"privacy.unit={pr.unit}; site unit {policy.privacy_unit}"))
     return out
 
 

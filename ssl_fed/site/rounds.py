@@ -32,6 +32,7 @@ from ssl_fed.site import node
 from ssl_fed.site.node import SiteInfo
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import schedule_for, train_local
+from ssl_fed.train.sampling import privacy_units
 
 log = logging.getLogger("ssl_fed.client")
 
@@ -67,6 +68,7 @@ def _open_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger:
         delta=pr.delta,
         accountant=pr.accountant,
         key_dir=key_dir,
+        privacy_unit=pr.unit,
     )
 
 
@@ -78,7 +80,7 @@ def site_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger | None:
 
 def site_engine(cfg: RootConfig, info: SiteInfo, data: ImageDataset, run_id: str) -> PrivacyEngine:
     """Build the site's privacy engine for one round of ``run_id`` (``cfg``: the site's view)."""
-    n = len(data)
+    n = privacy_units(data, cfg)  # images, or persons: a private number (never sent)
     ledger = partial(_open_ledger, cfg, info)
     return build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
 

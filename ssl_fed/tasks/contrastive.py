@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from ssl_fed.data.views import UniformSource
 from ssl_fed.tasks.base import PretextTask, register_task
+from ssl_fed.tasks.units import real, same_person
 
 _MASKED = -1e9
 
@@ -19,20 +20,24 @@ def nt_xent_terms(task: PretextTask, h_pair: torch.Tensor, mask: torch.Tensor) -
     images of its unit*. An image's loss is the mean over its two anchors. Padded slots are masked
     out as anchors and as negatives (with a large negative logit, not -inf, so no NaN appears), so
     a unit's loss equals the loss of its real images alone. A unit with one real image has no
-    negatives and a loss of exactly 0.
+    negatives and a loss of exactly 0. Under person units, an anchor's negatives exclude the
+    views of the other images of its own person (equal mask labels >= 2,
+    :func:`ssl_fed.tasks.units.same_person`): a second image of the same patient is not a
+    negative.
     """
     g, m = mask.shape
     z = F.normalize(task.model.heads["projection"](h_pair), dim=-1).reshape(g, 2 * m, -1)
     logits = torch.bmm(z, z.transpose(1, 2)) / task.cfg.temperature
-    valid = mask.repeat_interleave(2, dim=1)
-    eye = torch.eye(2 * m, dtype=torch.bool, device=z.device)
-    keep = valid.unsqueeze(1).bool() & ~eye
-    logits = torch.where(keep, logits, torch.full_like(logits, _MASKED))
+    valid = real(mask).repeat_interleave(2, dim=1)
     positive = torch.arange(2 * m, device=z.device) ^ 1
+    own = same_person(mask).repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    own = own & ~(positive.unsqueeze(1) == torch.arange(2 * m, device=z.device)).unsqueeze(0)
+    keep = valid.unsqueeze(1).bool() & ~own
+    logits = torch.where(keep, logits, torch.full_like(logits, _MASKED))
     pos_logit = logits.gather(2, positive.expand(g, -1).unsqueeze(-1)).squeeze(-1)
     anchor_loss = torch.logsumexp(logits, dim=-1) - pos_logit
     per_image = anchor_loss.reshape(g, m, 2).mean(dim=-1)
-    return (per_image * mask).sum(dim=-1)
+    return (per_image * real(mask)).sum(dim=-1)
 
 
 @register_task("contrastive")

@@ -7,6 +7,7 @@ from torch.nn import functional as F
 
 from ssl_fed.data.views import UniformSource, rotate_four
 from ssl_fed.tasks.base import PretextTask, register_task
+from ssl_fed.tasks.units import real
 
 
 def rotation_terms(task: PretextTask, h_rot: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -15,7 +16,7 @@ def rotation_terms(task: PretextTask, h_rot: torch.Tensor, mask: torch.Tensor) -
     targets = torch.arange(4, device=logits.device).expand(logits.shape[:-1])
     ce = F.cross_entropy(logits.reshape(-1, 4), targets.reshape(-1), reduction="none")
     per_image = ce.reshape(targets.shape).mean(dim=-1)
-    return (per_image * mask).sum(dim=-1)
+    return (per_image * real(mask)).sum(dim=-1)
 
 
 @register_task("rotation")

@@ -26,6 +26,7 @@ from ssl_fed.privacy.engine import build_engine
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import schedule_for, train_local
+from ssl_fed.train.sampling import privacy_units
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -59,6 +60,7 @@ def site_ledger(cfg: RootConfig, *, read_only: bool = False) -> PrivacyLedger:
         delta=pr.delta,
         accountant=pr.accountant,
         key_dir=pr.key_dir,
+        privacy_unit=pr.unit,
     )
 
 
@@ -87,8 +89,9 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     splits = load_splits(cfg.data)
     train = splits.train
     run_id = cfg.run_id or f"local-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    schedule = schedule_for(cfg, len(train))
-    engine = build_engine(cfg, lambda: site_ledger(cfg), schedule, n=len(train), run_id=run_id)
+    units = privacy_units(train, cfg)  # missing person ids are refused before any ledger exists
+    schedule = schedule_for(cfg, units)
+    engine = build_engine(cfg, lambda: site_ledger(cfg), schedule, n=units, run_id=run_id)
     model = build_model(cfg.encoder, train.channels)
     init_card = load_init(model, cfg.init)
     task = build_task(model, cfg.task, cfg.data.augment, train.image_size, train.channels)

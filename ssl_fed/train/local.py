@@ -19,12 +19,14 @@ from tqdm import tqdm
 
 from ssl_fed.config import RootConfig
 from ssl_fed.data.dataset import ImageDataset
+from ssl_fed.data.persons import with_persons
 from ssl_fed.privacy.dpsgd import GradientStep
 from ssl_fed.privacy.engine import LedgerSource, PrivacyEngine, build_engine
 from ssl_fed.privacy.schedule import Schedule, make_schedule
 from ssl_fed.tasks.base import PretextTask
-from ssl_fed.tasks.units import UnitPlan, form_units, gather_units, plan_units
-from ssl_fed.train.randomness import UnitStreams, draw_run_key, unit_ids
+from ssl_fed.tasks.units import UnitPlan, gather_units, plan_units
+from ssl_fed.train.randomness import draw_run_key
+from ssl_fed.train.sampling import Sampler, make_sampler, unit_count
 
 log = logging.getLogger("ssl_fed.train")
 
@@ -48,7 +50,7 @@ class LocalResult:
 
 
 def schedule_for(cfg: RootConfig, n: int) -> Schedule:
-    """Return the public schedule of a training on ``n`` images (``data.public_size`` first)."""
+    """Return the public schedule of a training on ``n`` units (``data.public_size`` first)."""
     return make_schedule(n, cfg.train.batch_size, cfg.train.local_epochs, cfg.data.public_size)
 
 
@@ -60,17 +62,18 @@ def make_optimizer(task: PretextTask, cfg: RootConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=cfg.train.lr, momentum=0.9)
 
 
-def unit_streams(
-    engine: PrivacyEngine, cfg: RootConfig, data: ImageDataset, round: int
-) -> UnitStreams:
-    """Return the per-image streams of this training (:mod:`ssl_fed.train.randomness`).
+def sampler_for(
+    engine: PrivacyEngine, cfg: RootConfig, data: ImageDataset, plan: UnitPlan, round: int
+) -> Sampler:
+    """Return this training's sampler over its privacy units (:mod:`ssl_fed.train.sampling`).
 
     The subsampling amplification the accountant credits holds only if nobody can predict which
-    images were sampled, so under DP the run key comes from ``secrets`` and never from the
+    units were sampled, so under DP the run key comes from ``secrets`` and never from the
     public ``train.seed``. With privacy off the run is reproducible from ``train.seed``.
     """
     key = draw_run_key(engine.secret_randomness, cfg.train.seed, round)
-    return UnitStreams(key, unit_ids(data.images))
+    rate = engine.schedule.sample_rate
+    return make_sampler(key, data, plan, rate, cfg.privacy.max_images_per_person)
 
 
 def apply_trainable(task: PretextTask, patterns: list[str]) -> None:
@@ -103,14 +106,14 @@ def run_steps(
     step: GradientStep,
     plan: UnitPlan,
     schedule: Schedule,
-    streams: UnitStreams,
+    sampler: Sampler,
 ) -> tuple[dict[str, float], int]:
     """Run every step of ``schedule``; return the summed loss terms and the images seen.
 
-    Step ``t`` (counted across epochs) includes image ``i`` when its own uniform for
-    ``(t, "poisson")`` is below q, and draws its views and group id from its own stream at ``t``,
-    so which other images are present never changes image ``i``'s draws. An empty batch still
-    takes a step (noise-only under DP).
+    Step ``t`` (counted across epochs) includes unit ``u`` (an image, or a person) when its own
+    uniform for ``(t, "poisson")`` is below q, and draws its views, image subset and group id from
+    its own stream at ``t`` (:mod:`ssl_fed.train.sampling`), so which other units are present
+    never changes unit ``u``'s draws. An empty batch still takes a step (noise-only under DP).
     """
     sums = {name: 0.0 for name in task.term_names()}
     seen = 0
@@ -123,10 +126,8 @@ def run_steps(
         disable=not (cfg.train.progress and sys.stderr.isatty()),
     )
     for t in range(schedule.steps):
-        index = streams.poisson_batch(t, schedule.sample_rate)
-        draws = streams.at(t, index)
+        index, draws, unit_index, mask = sampler.batch(t)
         views = task.make_views(data.images[torch.from_numpy(index)], draws)
-        unit_index, mask = form_units(len(index), plan, draws)
         terms = step(gather_units(views, unit_index), mask)
         for name, value in terms.items():
             sums[name] += value
@@ -156,13 +157,16 @@ def train_local(
     PrivacyError, BudgetExceededError, LedgerError
         Before any training, when the privacy of the run cannot be stated or afforded.
     """
+    if cfg.privacy.unit == "person":
+        data = with_persons(data, cfg.data)
+    units = unit_count(data, cfg.privacy.unit)
     if engine is None:
-        engine = build_engine(cfg, ledger, schedule_for(cfg, len(data)), n=len(data), run_id=run_id)
+        engine = build_engine(cfg, ledger, schedule_for(cfg, units), n=units, run_id=run_id)
     apply_trainable(task, cfg.privacy.trainable)
-    plan = plan_units(task, cfg.task, cfg.train.batch_size)
+    plan = plan_units(task, cfg.task, cfg.train.batch_size, cfg.privacy.unit)
     step = engine.make_private(task, make_optimizer(task, cfg), plan, round=round)
-    streams = unit_streams(engine, cfg, data, round)
-    sums, seen = run_steps(task, data, cfg, step, plan, engine.schedule, streams)
+    sampler = sampler_for(engine, cfg, data, plan, round)
+    sums, seen = run_steps(task, data, cfg, step, plan, engine.schedule, sampler)
     losses = {k: v / max(seen, 1) for k, v in sums.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         raise FloatingPointError(f"training diverged (losses {losses}); lower train.lr")

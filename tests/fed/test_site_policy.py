@@ -127,7 +127,7 @@ def test_a_policy_file_is_read(tmp_path: Path) -> None:
         ("epsilon_budget: 8\ndelta: 1.5\n", "delta"),
         ("epsilon_budget: 8\nmin_noise_multiplier: .inf\n", "min_noise_multiplier"),
         ("epsilon_budget: 8\naggregations: [plain, magic]\n", "aggregations"),
-        ("epsilon_budget: 8\nprivacy_unit: person\n", "privacy_unit"),
+        ("epsilon_budget: 8\nprivacy_unit: patient\n", "privacy_unit"),
         ("epsilon_budget: 8\ntrusted_apps: [abc]\n", "trusted_apps"),
         ("epsilon_budget: 8\nbudget_override: 99\n", "unknown field"),
         ("epsilon_budget: 8\naggregations: secagg\n", "aggregations must be a list"),

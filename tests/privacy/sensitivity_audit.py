@@ -23,7 +23,14 @@ from tests.helpers import tiny_task
 
 
 def audit_config(
-    task: str, batch: int, public_size: int, c: float, multiplicity: int, method: str = "vmap"
+    task: str,
+    batch: int,
+    public_size: int,
+    c: float,
+    multiplicity: int,
+    method: str = "vmap",
+    unit: str = "image",
+    cap: int = 8,
 ) -> RootConfig:
     """σ fixed, C small enough that every unit is clipped, lr 0, one epoch."""
     cfg = RootConfig()
@@ -39,6 +46,8 @@ def audit_config(
         epsilon_budget=1e9,
         target_epsilon=1e9,
         grad_method=method,
+        unit=unit,
+        max_images_per_person=cap,
     )
     return cfg
 
@@ -49,8 +58,12 @@ def released_sums(
     cfg: RootConfig,
     images: torch.Tensor,
     key: bytes,
+    persons: tuple[str, ...] | None = None,
 ) -> list[torch.Tensor]:
-    """Run ``train_local`` on ``images`` with run key ``key``; return each step's clipped sum."""
+    """Run ``train_local`` on ``images`` with run key ``key``; return each step's clipped sum.
+
+    ``persons`` (one id per image) makes the person the unit (``privacy.unit=person``).
+    """
     sums: list[torch.Tensor] = []
     original = DPOptimizer.add_noise
 
@@ -62,8 +75,8 @@ def released_sums(
     monkeypatch.setattr(local, "draw_run_key", lambda private, seed, round: key)
     task = tiny_task(cfg.task.name, seed=7).float()
     task.cfg = cfg.task
-    ledger = PrivacyLedger(tmp, budget=1e9, delta=1e-5)
-    data = ImageDataset(images, None, "audit")
+    ledger = PrivacyLedger(tmp, budget=1e9, delta=1e-5, privacy_unit=cfg.privacy.unit)
+    data = ImageDataset(images, None, "audit", persons)
     local.train_local(task, data, cfg, ledger=ledger, run_id="audit")
     monkeypatch.undo()
     return sums
