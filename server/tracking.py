@@ -45,6 +45,7 @@ from server.strategy import RoundRecord
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
+from ssl_fed.eval.slices import slice_scalars
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.secagg import quantization_bound, secure_label
 from ssl_fed.models import build_model
@@ -177,6 +178,8 @@ class RunTracker:
             for k, v in self.report["linear_probe"].items():
                 w.add_scalar(f"{prefix}/linear_{k}", v, r)
             w.add_scalar(f"{prefix}/knn", self.report["knn_accuracy"], r)
+            for tag, value in slice_scalars(self.report).items():
+                w.add_scalar(f"{prefix}/{tag}", value, r)
         site_local = self.site_local_losses(r)
         for name, value in site_local.items():
             w.add_scalar(f"site_local/loss/{name}", value, r)
