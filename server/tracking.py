@@ -274,6 +274,8 @@ class RunTracker:
             "linear_probe_std": self.report.get("linear_probe_std"),
             "ece": self.report.get("ece"),
             "per_class_accuracy": self.report.get("per_class_accuracy"),
+            "slices": self.report.get("slices"),
+            "reliability": self.report.get("reliability"),
             "evaluated_round": self.last_eval_round,
             "history": self.history,
             "wall_time_s": time.time() - self.started,

@@ -137,6 +137,8 @@ class SimConfig:
     seed: int = 0
     client_cpus: float = 1.0
     halt_after_round: int | None = None
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    on_drift: str = "alert"
 
 
 @dataclass
@@ -381,6 +383,10 @@ def validate_federation(cfg: RootConfig) -> None:
         s.halt_after_round,
         "use a round >= 1 or null",
     )
+    _require(s.on_drift == "alert", "sim.on_drift", s.on_drift, "use alert (adapt: not built yet)")
+    from ssl_fed.monitor.inject import parse_drift  # late: inject imports this module
+
+    parse_drift(s.drift, s.num_sites, s.rounds)
     _require(
         a.name in AGGREGATIONS,
         "aggregation.name",

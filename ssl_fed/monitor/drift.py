@@ -85,6 +85,13 @@ class DriftMonitor:
         ``charge(epsilon, mechanism)`` writes the ledger (required for ``dp-alarm``).
     rng : numpy.random.Generator, optional
         Noise source; default unseeded (OS entropy). Seed it only in simulations.
+
+    Notes
+    -----
+    Under ``svt`` a released 1 latches: the alarm stands and is re-sent each round at no ε (it
+    is a function of an already released value) until :meth:`reset`. A drifted site therefore
+    pays for its alarm once, not every round the drift persists. An ``rr`` bit is too noisy to
+    latch on; each round is a fresh release.
     """
 
     def __init__(
@@ -108,6 +115,11 @@ class DriftMonitor:
         delta = sensitivity(sketch.window, sketch.m)
         self._svt = AboveThreshold(epsilon, sketch.public_threshold, delta)
         self._rr = RandomizedResponse(epsilon)
+        self.latched = False
+
+    def reset(self) -> None:
+        """Re-arm a latched SVT alarm (the operator rebuilt the reference or acknowledged it)."""
+        self.latched = False
 
     def observe(self, round: int, fresh: npt.ArrayLike) -> DriftReading:
         """Score one fresh window (``sketch.window`` feature rows); decide the release."""
@@ -115,6 +127,8 @@ class DriftMonitor:
         alarm = s > self.sketch.local_threshold
         if self.release == "local":
             return DriftReading(round, s, alarm, None, 0.0)
+        if self.latched:  # re-sending a released 1 is post-processing: no new ε
+            return DriftReading(round, s, alarm, 1, 0.0)
         spent: list[float] = []
 
         def charge(epsilon: float, mechanism: str) -> None:
@@ -129,4 +143,5 @@ class DriftMonitor:
                 bit = self._rr.release(alarm, self._rng, charge)
         except BudgetExceededError:
             return DriftReading(round, s, alarm, None, 0.0)
+        self.latched = self.mechanism == "svt" and bit == 1
         return DriftReading(round, s, alarm, bit, sum(spent))

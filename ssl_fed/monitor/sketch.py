@@ -76,7 +76,7 @@ class FeatureMap:
             raise ValueError("features contain NaN or inf")
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = x / np.maximum(norms, 1e-12)
-        z = x @ self.weights()
+        z = (x.astype(np.float32) @ self.weights().astype(np.float32)).astype(np.float64)
         return np.concatenate([np.cos(z), np.sin(z)], axis=1) / math.sqrt(self.num_features)
 
 

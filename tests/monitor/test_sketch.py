@@ -23,7 +23,7 @@ def test_random_features_have_unit_norm_and_come_from_the_public_seed_alone() ->
     phi = fmap.transform(x)
     again = FeatureMap(8, num_features=16, bandwidth=0.7, seed=3).transform(x)
     # Assert: ||phi(x)|| = 1 exactly (cos^2 + sin^2 over D pairs, / D), the same map twice
-    np.testing.assert_allclose(np.linalg.norm(phi, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(phi, axis=1), 1.0, atol=1e-12)  # float64 trig
     np.testing.assert_array_equal(phi, again)
 
 
@@ -45,7 +45,7 @@ def test_statistic_matches_a_hand_computed_mean_embedding_distance() -> None:
     # Execute
     sketch = build_sketch(fmap, ref, window=10, draws=5)
     # Assert
-    assert sketch.statistic(fresh) == pytest.approx(expected, rel=1e-10)
+    assert sketch.statistic(fresh) == pytest.approx(expected, rel=1e-5)  # float32 projection
 
 
 def test_one_image_moves_the_statistic_by_at_most_the_stated_sensitivity() -> None:
