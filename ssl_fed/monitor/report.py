@@ -51,6 +51,7 @@ def summarize(records: list[dict[str, Any]], latched: bool) -> dict[str, Any]:
     for rec in records:
         by_site[int(rec["site"])].append(rec)
     quiet = raised = 0
+    fa_sites: set[int] = set()
     delays: dict[str, int | None] = {}
     eps: dict[str, float] = {}
     for site, recs in sorted(by_site.items()):
@@ -60,7 +61,10 @@ def summarize(records: list[dict[str, Any]], latched: bool) -> dict[str, Any]:
             alarm = alarm_of(rec)
             if rec["drift"] is None:
                 quiet += 1
-                raised += int(alarm and not (latched and before))
+                new = alarm and not (latched and before)
+                raised += int(new)
+                if new:
+                    fa_sites.add(site)
             before = alarm
         drifted = [r for r in recs if r["drift"] is not None]
         if drifted:
@@ -73,6 +77,7 @@ def summarize(records: list[dict[str, Any]], latched: bool) -> dict[str, Any]:
         "quiet_site_rounds": quiet,
         "false_alarms": raised,
         "false_alarm_rate": raised / quiet if quiet else 0.0,
+        "sites_with_false_alarm": len(fa_sites),
         "detection_delay": delays,
         "detected_within_2": len(within) / len(delays) if delays else None,
         "epsilon_per_site": eps,
@@ -120,7 +125,7 @@ def report_lines(out_dir: Path) -> list[str]:
         lines += [
             f"drift monitor: release={meta.get('release')} mechanism={meta.get('mechanism')}",
             f"false alarms: {s['false_alarms']} / {s['quiet_site_rounds']} quiet site-rounds "
-            f"({100 * s['false_alarm_rate']:.1f} %)",
+            f"({100 * s['false_alarm_rate']:.1f} %) at {s['sites_with_false_alarm']} site(s)",
         ]
         for site, delay in s["detection_delay"].items():
             seen = f"detected after {delay} round(s)" if delay else "not detected"
