@@ -174,3 +174,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("monitor", help=text, description=text)
     p.add_argument("out_dir", metavar="OUT_DIR", help="the run's out= directory")
     p.set_defaults(func=cmd_monitor)
+
+
+def drift_scalars(released: dict[int, int]) -> dict[str, float]:
+    """TensorBoard scalars of one round's released alarms ``{site: bit}`` (server side).
+
+    Tags ``drift/alarm/site_<k>`` (0/1, as released) and ``drift/alarms`` (how many sites). The
+    server's tracker calls it with the ``drift-alarm`` values the guard let through.
+    """
+    out = {f"drift/alarm/site_{k}": float(v) for k, v in sorted(released.items())}
+    out["drift/alarms"] = float(sum(released.values()))
+    return out

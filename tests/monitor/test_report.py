@@ -75,3 +75,13 @@ def test_monitor_command_on_an_empty_directory_is_one_error_line(tmp_path, capsy
     assert main(["monitor", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_drift_scalars_for_the_tracker() -> None:
+    from ssl_fed.monitor.report import drift_scalars
+
+    assert drift_scalars({3: 1, 0: 0}) == {
+        "drift/alarm/site_0": 0.0,
+        "drift/alarm/site_3": 1.0,
+        "drift/alarms": 1.0,
+    }
