@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -132,7 +133,13 @@ def main() -> int:
     return 0
 
 
-def section(curve: dict, target: dict, ms: MonitorSettings, trials: int, wall: float) -> str:
+def section(
+    curve: dict[str, dict[float, tuple[float, float]]],
+    target: dict[str, Any],
+    ms: MonitorSettings,
+    trials: int,
+    wall: float,
+) -> str:
     """The RESULTS.md section (all numbers from this run)."""
     delays = ", ".join(f"site {s}: {d}" for s, d in target["detection_delay"].items())
     fa_sites = target["sites_with_false_alarm"]
