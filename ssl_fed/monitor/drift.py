@@ -16,8 +16,9 @@ nothing leaves; under ``dp-alarm`` one bit leaves, ε-DP as stated in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,10 @@ from ssl_fed.monitor.release import (
 )
 from ssl_fed.monitor.sketch import ReferenceSketch, sensitivity
 from ssl_fed.privacy.ledger_records import BudgetExceededError
+
+if TYPE_CHECKING:
+    from ssl_fed.privacy.ledger import PrivacyLedger
+    from ssl_fed.privacy.policy import SitePolicy
 
 ALARM_KEY = "drift-alarm"
 """The train-reply metric that carries a DP-released alarm (whitelisted in the guard)."""
@@ -145,3 +150,37 @@ class DriftMonitor:
             return DriftReading(round, s, alarm, None, 0.0)
         self.latched = self.mechanism == "svt" and bit == 1
         return DriftReading(round, s, alarm, bit, sum(spent))
+
+
+def monitor_for_site(
+    sketch: ReferenceSketch,
+    policy: SitePolicy,
+    ledger: PrivacyLedger | None,
+    run_id: str,
+    round_of: Callable[[], int],
+) -> DriftMonitor | None:
+    """Build the monitor the site's own policy asks for (``None`` for ``drift_release: none``).
+
+    Under ``dp-alarm`` every charge goes to ``ledger`` as a ``release`` record of ``run_id`` at
+    the current round (``round_of()``), before the release. Nothing the server sends enters.
+    """
+    if policy.drift_release == "none":
+        return None
+    charge: Charge | None = None
+    if policy.drift_release == "dp-alarm":
+        if ledger is None:
+            raise ValueError("drift_release=dp-alarm needs the site's ledger to charge ε to")
+        book = ledger
+
+        def charge(epsilon: float, mechanism: str) -> None:
+            book.charge_release(
+                run_id=run_id, round=round_of(), epsilon=epsilon, mechanism=mechanism
+            )
+
+    return DriftMonitor(
+        sketch,
+        release=policy.drift_release,
+        mechanism=policy.drift_mechanism,
+        epsilon=policy.drift_alarm_epsilon,
+        charge=charge,
+    )

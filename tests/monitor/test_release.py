@@ -114,3 +114,24 @@ def test_bad_monitor_settings_are_refused(kwargs: dict, field: str) -> None:
     sketch = build_sketch(FeatureMap(4), np.eye(4).repeat(2, 0), window=2, draws=2)
     with pytest.raises(ValueError, match=field):
         DriftMonitor(sketch, **kwargs)
+
+
+def test_the_site_policy_picks_the_monitor_and_charges_its_own_ledger(tmp_path) -> None:
+    from ssl_fed.monitor.drift import monitor_for_site
+    from ssl_fed.privacy.policy import SitePolicy
+
+    # Prepare
+    rng = np.random.default_rng(4)
+    sketch = build_sketch(FeatureMap(4), rng.normal(size=(20, 4)), window=5, draws=5)
+    ledger = _ledger(tmp_path)
+    off = SitePolicy(epsilon_budget=1.0)
+    dp = SitePolicy(epsilon_budget=1.0, drift_release="dp-alarm", drift_alarm_epsilon=0.2)
+    # Execute
+    mon = monitor_for_site(sketch, dp, ledger, "run-7", lambda: 3)
+    assert mon is not None
+    mon.observe(3, rng.normal(size=(5, 4)))
+    # Assert: the default policy builds nothing; dp-alarm charges one SVT epoch at round 3
+    assert monitor_for_site(sketch, off, ledger, "run-7", lambda: 3) is None
+    assert [(r.run_id, r.round, r.epsilon, r.mechanism) for r in ledger.releases] == [
+        ("run-7", 3, 0.2, "svt")
+    ]
