@@ -66,13 +66,23 @@ class AboveThreshold:
     sensitivity: float
     noisy_threshold: float | None = field(default=None, init=False)
 
+    @property
+    def threshold_scale(self) -> float:
+        """Laplace scale of the threshold noise, ``2Δ/ε`` (ε/2 of the budget)."""
+        return 2 * self.sensitivity / self.epsilon
+
+    @property
+    def query_scale(self) -> float:
+        """Laplace scale of each statistic's noise, ``4Δ/ε`` (ε/2, one positive, c = 1)."""
+        return 4 * self.sensitivity / self.epsilon
+
     def release(self, statistic: float, rng: np.random.Generator, charge: Charge) -> int:
         """Return the released bit for this round; charge a new epoch first if none is open."""
         if self.noisy_threshold is None:
             charge(self.epsilon, "svt")
-            rho = rng.laplace(0.0, 2 * self.sensitivity / self.epsilon)
+            rho = rng.laplace(0.0, self.threshold_scale)
             self.noisy_threshold = self.threshold + rho
-        nu = rng.laplace(0.0, 4 * self.sensitivity / self.epsilon)
+        nu = rng.laplace(0.0, self.query_scale)
         if statistic + nu >= self.noisy_threshold:
             self.noisy_threshold = None
             return 1
