@@ -108,5 +108,6 @@ def check_release(release: str, mechanism: str, epsilon: float) -> None:
         raise ValueError(f"drift_release={release!r} is invalid: use one of {list(RELEASES)}")
     if mechanism not in MECHANISMS:
         raise ValueError(f"drift_mechanism={mechanism!r} is invalid: use one of {MECHANISMS}")
-    if not (math.isfinite(epsilon) and epsilon > 0):
+    number = isinstance(epsilon, int | float) and not isinstance(epsilon, bool)
+    if not (number and math.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"drift_alarm_epsilon={epsilon!r} is invalid: use a finite number > 0")

@@ -135,3 +135,17 @@ def test_the_site_policy_picks_the_monitor_and_charges_its_own_ledger(tmp_path) 
     assert [(r.run_id, r.round, r.epsilon, r.mechanism) for r in ledger.releases] == [
         ("run-7", 3, 0.2, "svt")
     ]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("drift_release", "loud"), ("drift_mechanism", "gauss"), ("drift_alarm_epsilon", "high")],
+)
+def test_a_site_policy_file_with_a_bad_drift_field_is_refused(tmp_path, field, value) -> None:
+    from ssl_fed.config import ConfigError
+    from ssl_fed.privacy.policy import load_policy
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"epsilon_budget: 8\n{field}: {value}\n")
+    with pytest.raises(ConfigError, match=field):
+        load_policy(path)
