@@ -18,7 +18,8 @@ go to a real ledger per site under ``OUT_DIR/sites/``. The noise of the releases
 ``sim.seed`` for reproducibility: a simulation, not a deployment.
 
 Writes ``OUT_DIR/drift.jsonl`` (one line per site and round: the site-local statistic and alert,
-the released bit, ε), ``OUT_DIR/drift_summary.json``; read them with ``ssl-fed monitor OUT_DIR``.
+the released bit, ε), ``OUT_DIR/drift_summary.json`` and TensorBoard ``OUT_DIR/tb`` (the
+server's view: ``drift/alarm/site_<k>``, ``drift/alarms``); read them with ``ssl-fed monitor``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ssl_fed.eval.report import extract_features
 from ssl_fed.models.heads import build_model
 from ssl_fed.monitor import DriftMonitor, FeatureMap, build_sketch
 from ssl_fed.monitor.inject import DriftSpec, active_drift, apply_drift, parse_drift
-from ssl_fed.monitor.report import DRIFT_LOG, summarize
+from ssl_fed.monitor.report import DRIFT_LOG, drift_scalars, summarize
 from ssl_fed.privacy.ledger import PrivacyLedger
 
 
@@ -119,7 +120,11 @@ def simulate_drift(cfg: RootConfig, out_dir: Path, ms: MonitorSettings) -> dict[
         monitors.append(_monitor(sketch, ms, ledger, np.random.default_rng([cfg.sim.seed, site])))
         ledgers.append(ledger)
         gens.append(g)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out_dir / "tb"))
     for rnd in range(1, cfg.sim.rounds + 1):
+        released: dict[int, int] = {}
         for site, pool in enumerate(pools):
             spec = active_drift(specs, site, rnd)
             feats = extract_features(encoder, draw_window(pool, ms.window, spec, gens[site]))
@@ -131,6 +136,11 @@ def simulate_drift(cfg: RootConfig, out_dir: Path, ms: MonitorSettings) -> dict[
                 "epsilon_total": sum(r.epsilon for r in ledgers[site].releases),
             }
             log.write(json.dumps(line) + "\n")
+            alarm = reading.released if reading.released is not None else reading.local_alarm
+            released[site] = int(alarm)
+        for tag, value in drift_scalars(released).items():
+            writer.add_scalar(tag, value, rnd)
+    writer.close()
     log.close()
     latched = ms.release == "dp-alarm" and ms.mechanism == "svt"
     records = [json.loads(x) for x in (out_dir / DRIFT_LOG).read_text().splitlines()]
