@@ -175,11 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")
     from ssl_fed.audit import commands as audit_commands
     from ssl_fed.deploy import commands as deploy_commands
+    from ssl_fed.monitor import report as monitor_commands
     from ssl_fed.serve import commands as serve_commands
 
     deploy_commands.register(sub)
     serve_commands.register(sub)
     audit_commands.register(sub)
+    monitor_commands.register(sub)
     return parser
 
 

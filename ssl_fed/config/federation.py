@@ -30,6 +30,10 @@ def validate_sim(s: SimConfig) -> None:
         s.halt_after_round,
         "use a round >= 1 or null",
     )
+    require(s.on_drift == "alert", "sim.on_drift", s.on_drift, "use alert (adapt: not built yet)")
+    from ssl_fed.monitor.inject import parse_drift  # late: inject imports the config
+
+    parse_drift(s.drift, s.num_sites, s.rounds)
 
 
 def validate_aggregation(a: AggregationConfig) -> None:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -155,7 +156,8 @@ class SimConfig:
 
     ``rounds`` is also the trainings each site's σ is calibrated for; ``sites_per_round=None``
     takes ``fraction`` x the sites whose budget allows the round; ``halt_after_round`` stops as
-    if killed (to test ``resume=true``).
+    if killed (to test ``resume=true``). ``drift`` / ``on_drift``: injected drift for the
+    monitor-level simulation (``python -m simulations.drift``, docs/monitoring.md).
     """
 
     num_sites: int = 10
@@ -165,6 +167,8 @@ class SimConfig:
     seed: int = 0
     client_cpus: float = 1.0
     halt_after_round: int | None = None
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    on_drift: str = "alert"
 
 
 @dataclass

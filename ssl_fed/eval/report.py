@@ -19,6 +19,7 @@ from ssl_fed.eval.linear_probe import (
     fit_probe,
     probe_label_efficiency,
 )
+from ssl_fed.eval.slices import SliceReport, reliability_bins, slice_metrics
 
 
 @dataclass(frozen=True)
@@ -35,22 +36,33 @@ class EvalReport:
         Expected calibration error (15 bins) of the all-labels probe on the test split.
     per_class_accuracy : dict of int to float
         Test accuracy of the all-labels probe within each true class.
+    slices : SliceReport or None
+        Per-class precision/recall/F1, macro means and the worst slice of the all-labels probe.
+    reliability : list of (edge, accuracy, confidence, count)
+        The ECE's bins (:func:`ssl_fed.eval.slices.reliability_bins`), for the diagram.
     """
 
     linear_probe: dict[str, ProbeResult]
     knn_accuracy: float
     ece: float
     per_class_accuracy: dict[int, float]
+    slices: SliceReport | None = None
+    reliability: list[tuple[float, float, float, int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as JSON-ready plain types (string keys, Python floats)."""
-        return {
+        out: dict[str, Any] = {
             "linear_probe": {k: float(r.mean) for k, r in self.linear_probe.items()},
             "linear_probe_std": {k: float(r.std) for k, r in self.linear_probe.items()},
             "knn_accuracy": float(self.knn_accuracy),
             "ece": float(self.ece),
             "per_class_accuracy": {str(c): float(a) for c, a in self.per_class_accuracy.items()},
         }
+        if self.slices is not None:
+            out["slices"] = self.slices.to_dict()
+        if self.reliability is not None:
+            out["reliability"] = [list(b) for b in self.reliability]
+        return out
 
 
 def extract_features(
@@ -144,11 +156,14 @@ def evaluate_features(
     classes = np.union1d(full.classes_, yte)
     probs = np.zeros((xte.shape[0], classes.size))
     probs[:, np.searchsorted(classes, full.classes_)] = full.predict_proba(xte)
+    pred, columns = full.predict(xte), np.searchsorted(classes, yte)
     return EvalReport(
         linear_probe=probe,
         knn_accuracy=knn_accuracy(xtr, ytr, xte, yte, k=cfg.knn_k),
-        ece=expected_calibration_error(probs, np.searchsorted(classes, yte)),
-        per_class_accuracy=per_class_accuracy(full.predict(xte), yte),
+        ece=expected_calibration_error(probs, columns),
+        per_class_accuracy=per_class_accuracy(pred, yte),
+        slices=slice_metrics(pred, yte),
+        reliability=reliability_bins(probs, columns),
     )
 
 

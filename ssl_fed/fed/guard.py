@@ -27,6 +27,9 @@ public:
 * ``num-examples`` (the aggregation weight): the constant 1 for every site.
 * ``can-train`` and ``site`` (budget query): the ledger's public history checked against the
   public schedule, and the site's public label.
+* ``drift-alarm`` (only where the site's policy is ``drift_release: dp-alarm``): one bit released
+  by the sparse vector technique or randomized response, its ε charged to the ledger first
+  (:mod:`ssl_fed.monitor.release`). The drift statistic itself never leaves.
 
 The pretext losses are *not* on the list: they are unclipped, un-noised means over private images
 (one added image moved ``loss-rotation`` by about 6.5 run-to-run SDs), so they are not
@@ -82,6 +85,7 @@ SCALAR_RANGES: dict[str, ScalarRange] = {
     "declined": ScalarRange(0, MAX_DECLINED_CODE, integer=True),
     "epsilon": ScalarRange(0, None),
     "epsilon-remaining": ScalarRange(0, None),
+    "drift-alarm": ScalarRange(0, 1, integer=True),
 }
 """One range per whitelisted scalar: ε spent and ε left lie in ``[0, budget]``, ``can-train`` is
 0 or 1, the site label is a small integer (-1: none), ``declined`` a small policy code. A
@@ -95,13 +99,16 @@ class GuardError(RuntimeError):
     """A reply broke the declared layout; it is not sent."""
 
 
-def allowed_fit_metrics() -> frozenset[str]:
+def allowed_fit_metrics(drift_alarm: bool = False) -> frozenset[str]:
     """Whitelisted per-round scalars: ε spent and budget remaining (see the module's Notes).
+
+    ``drift_alarm`` (the site's policy is ``dp-alarm``) adds the DP-released ``drift-alarm`` bit.
 
     No loss is on the list: a mean loss over private images is neither clipped nor noised, so it
     stays in the site's own record (``site_metrics.jsonl``).
     """
-    return frozenset({"epsilon", "epsilon-remaining"})
+    base = {"epsilon", "epsilon-remaining"}
+    return frozenset(base | {"drift-alarm"} if drift_alarm else base)
 
 
 @functools.lru_cache(maxsize=256)

@@ -43,6 +43,7 @@ from torch.utils.tensorboard import SummaryWriter
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
+from ssl_fed.eval.slices import slice_scalars
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.aggregators import build_aggregator
 from ssl_fed.fed.progress import RoundProgress, emit, summary_table
@@ -180,6 +181,8 @@ class RunTracker:
             for k, v in self.report["linear_probe"].items():
                 w.add_scalar(f"{prefix}/linear_{k}", v, r)
             w.add_scalar(f"{prefix}/knn", self.report["knn_accuracy"], r)
+            for tag, value in slice_scalars(self.report).items():
+                w.add_scalar(f"{prefix}/{tag}", value, r)
         site_local = self.site_local_losses(r)
         for name, value in site_local.items():
             w.add_scalar(f"site_local/loss/{name}", value, r)
@@ -276,6 +279,8 @@ class RunTracker:
             "linear_probe_std": self.report.get("linear_probe_std"),
             "ece": self.report.get("ece"),
             "per_class_accuracy": self.report.get("per_class_accuracy"),
+            "slices": self.report.get("slices"),
+            "reliability": self.report.get("reliability"),
             "evaluated_round": self.last_eval_round,
             "history": self.history,
             "wall_time_s": time.time() - self.started,

@@ -43,6 +43,7 @@ from ssl_fed.privacy.ledger_records import (
     LedgerEntry,
     LedgerError,
     LedgerHeader,
+    ReleaseEntry,
     encode,
     header_record,
     seal,
@@ -105,6 +106,7 @@ class PrivacyLedger:
         self.accountant, self.read_only = accountant, budget is None
         self.header: LedgerHeader
         self.entries: list[LedgerEntry] = []
+        self.releases: list[ReleaseEntry] = []
         self._budgets: list[float] = []
         self._macs: list[str] = []
         self._size = 0
@@ -127,7 +129,7 @@ class PrivacyLedger:
         assert found.key is not None and found.reading.header is not None
         self._key = found.key
         self.header = found.reading.header
-        self.entries = found.reading.entries
+        self.entries, self.releases = found.reading.entries, found.reading.releases
         self._budgets, self._macs = found.reading.budgets, found.reading.macs
         self._size = self.path.stat().st_size
         self._check_terms(delta, privacy_unit)
@@ -244,8 +246,12 @@ class PrivacyLedger:
         return [e.step for e in self.entries]
 
     def epsilon(self, extra: list[Step] | None = None) -> float:
-        """ε spent over the whole history (plus ``extra`` planned steps) at this ledger's δ."""
-        return epsilon_for_history([*self.history, *(extra or [])], self.delta, self.accountant)
+        """ε spent over the whole history (plus ``extra`` planned steps) at this ledger's δ.
+
+        Pure ε-DP releases (:class:`ReleaseEntry`) add by basic composition.
+        """
+        spent = epsilon_for_history([*self.history, *(extra or [])], self.delta, self.accountant)
+        return spent + sum(r.epsilon for r in self.releases)
 
     def remaining(self) -> float:
         """Budget left: ``budget - ε spent`` (never negative)."""
@@ -287,6 +293,23 @@ class PrivacyLedger:
             time.time(),
         )
         return self.record(entry)
+
+    def charge_release(
+        self, *, run_id: str, round: int, epsilon: float, mechanism: str
+    ) -> ReleaseEntry:
+        """Check the budget, then durably append a pure ε-DP release *before* it is made."""
+        self._require_writable()
+        if not (math.isfinite(epsilon) and epsilon > 0):
+            raise ValueError(f"release epsilon={epsilon} is invalid: use a finite number > 0")
+        if self.epsilon() + epsilon > self.budget + 1e-9:
+            raise BudgetExceededError(
+                f"release refused: it would take this site's ε from {self.epsilon():.3f} to "
+                f"{self.epsilon() + epsilon:.3f}, over its budget of {self.budget}"
+            )
+        entry = ReleaseEntry(run_id, round, float(epsilon), mechanism, time.time())
+        self._append("release", asdict(entry))
+        self.releases.append(entry)
+        return entry
 
     def record(self, entry: LedgerEntry) -> LedgerEntry:
         """Append a training that already happened, without a budget check (migration only)."""

@@ -103,6 +103,7 @@ def verify_report(found: Inspection, accountant: str = "rdp") -> list[str]:
     if reading is not None and reading.header is not None:
         head = reading.header
         spent = epsilon_for_history([e.step for e in reading.entries], head.delta, accountant)
+        spent += sum(r.epsilon for r in reading.releases)
         lines += [
             f"records verified: {len(reading.macs)} (header, {len(reading.entries)} trainings, "
             f"{len(reading.budgets) - 1} budget changes)",

@@ -71,6 +71,21 @@ class LedgerEntry:
 
 
 @dataclass(frozen=True)
+class ReleaseEntry:
+    """One pure ε-DP release other than training (a drift alarm, :mod:`ssl_fed.monitor`).
+
+    It composes with the trainings by basic composition (Dwork & Roth 2014, Thm 3.16): the
+    ledger's ε at δ is the accountant's ε of the trainings plus the sum of these ε.
+    """
+
+    run_id: str
+    round: int
+    epsilon: float
+    mechanism: str
+    time: float
+
+
+@dataclass(frozen=True)
 class LedgerHeader:
     """What the site's ledger was created with (line 1)."""
 
@@ -88,6 +103,7 @@ class ChainReading:
 
     header: LedgerHeader | None = None
     entries: list[LedgerEntry] = field(default_factory=list)
+    releases: list[ReleaseEntry] = field(default_factory=list)
     budgets: list[float] = field(default_factory=list)
     macs: list[str] = field(default_factory=list)
     problem: str | None = None
@@ -171,6 +187,8 @@ def _store(
             reading.budgets.append(float(reading.header.budget))
         elif kind == "charge":
             reading.entries.append(LedgerEntry(**record))  # type: ignore[arg-type]
+        elif kind == "release":
+            reading.releases.append(ReleaseEntry(**record))  # type: ignore[arg-type]
         elif kind == "budget":
             reading.budgets.append(float(record["budget"]))  # type: ignore[arg-type]
         else:

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ssl_fed.config import ConfigError, RootConfig, epsilon_budget
+from ssl_fed.monitor.release import check_release
 
 PRIVACY_UNITS = ("image", "person")
-"""Privacy units the code can enforce: one image at one site (person-level is not built yet)."""
+"""Privacy units the code can enforce: one image, or one person (``privacy.unit=person``)."""
 
 ACCOUNTANTS = ("rdp", "prv")
 
@@ -72,6 +73,9 @@ class SitePolicy:
     accountants: tuple[str, ...] = ACCOUNTANTS
     require_privacy: bool = True
     trusted_apps: tuple[str, ...] = ()
+    drift_release: str = "none"
+    drift_mechanism: str = "svt"
+    drift_alarm_epsilon: float = 0.25
 
     def __post_init__(self) -> None:
         validate_policy(self)
@@ -116,6 +120,10 @@ def validate_policy(p: SitePolicy) -> None:
         _require_finite_positive(s, "sensitivities")
     if not p.accountants or any(a not in ACCOUNTANTS for a in p.accountants):
         raise ConfigError(f"site policy accountants={list(p.accountants)}: use rdp and/or prv")
+    try:
+        check_release(p.drift_release, p.drift_mechanism, p.drift_alarm_epsilon)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"site policy {err} (docs/monitoring.md)") from None
     for digest in p.trusted_apps:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(

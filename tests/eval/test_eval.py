@@ -250,7 +250,11 @@ def test_evaluate_encoder_on_digits_restores_mode() -> None:
         "knn_accuracy",
         "ece",
         "per_class_accuracy",
+        "slices",
+        "reliability",
     }
+    assert out["slices"]["recall"] == out["per_class_accuracy"]
+    assert sum(row[3] for row in out["reliability"]) == len(test)
     assert set(out["linear_probe"]) == {"5", "all"}
     assert out["per_class_accuracy"]["0"] == report.per_class_accuracy[0]
 
