@@ -98,6 +98,9 @@ class PrivacyConfig:
     grad_method: str = "vmap"
     trainable: list[str] = field(default_factory=list)
     key_dir: str | None = None
+    noise: str = "local"
+    min_noisy_sites: int | None = None
+    ddp_bits: int = 32
 
 
 @dataclass
@@ -112,6 +115,7 @@ class TrainConfig:
     seed: int = 0
     vmap_chunk_size: int | None = None
     progress: bool = True
+    local_steps: int = 1
 
 
 @dataclass
@@ -324,6 +328,15 @@ def validate_config(cfg: RootConfig) -> None:
         "use σ > 0, or null to calibrate σ from target_epsilon",
     )
     _require(tr.local_epochs >= 1, "train.local_epochs", tr.local_epochs, "use >= 1")
+    _require(pr.noise in {"local", "distributed"}, "privacy.noise", pr.noise, "local|distributed")
+    _require(12 <= pr.ddp_bits <= 52, "privacy.ddp_bits", pr.ddp_bits, "use 12..52 bits")
+    _require(
+        pr.min_noisy_sites is None or pr.min_noisy_sites >= 1,
+        "privacy.min_noisy_sites",
+        pr.min_noisy_sites,
+        "use >= 1, or null (= SecAgg's minimum survivors)",
+    )
+    _require(tr.local_steps >= 1, "train.local_steps", tr.local_steps, "use >= 1")
     _require(tr.batch_size >= 1, "train.batch_size", tr.batch_size, "use >= 1")
     _require_finite_positive(tr.lr, "train.lr", "use a learning rate > 0")
     _require(tr.optimizer in {"adam", "sgd"}, "train.optimizer", tr.optimizer, "adam|sgd")
@@ -409,6 +422,10 @@ def validate_federation(cfg: RootConfig) -> None:
         from ssl_fed.fed.secagg import check_secagg_config
 
         check_secagg_config(cfg)
+    if cfg.privacy.noise == "distributed":
+        from ssl_fed.privacy.distributed.checks import check_distributed
+
+        check_distributed(cfg)
 
 
 def validate_output(cfg: RootConfig) -> None:
