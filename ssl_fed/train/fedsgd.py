@@ -44,7 +44,7 @@ def trainable_dim(task: PretextTask) -> int:
     return sum(p.numel() for _, p in task.trainable_named_parameters())
 
 
-def clipped_unit_gradients(
+def sample_units(
     task: PretextTask,
     data: ImageDataset,
     plan: UnitPlan,
@@ -52,27 +52,42 @@ def clipped_unit_gradients(
     *,
     step: int,
     sample_rate: float,
-    clip: float,
-    chunk_size: int | None = None,
-) -> NDArray[np.float64]:
-    """Return ``[U, d]``: each sampled unit's gradient at the current weights, clipped to ``clip``.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the units ``[G, M, V, ...]`` and mask ``[G, M]`` of one Poisson sample.
 
     Image ``i`` joins the sample when its own uniform for ``(step, "poisson")`` is below
     ``sample_rate``; its views and group id come from its own stream at ``step``.
     """
-    named = dict(task.trainable_named_parameters())
     index = streams.poisson_batch(step, sample_rate)
-    if len(index) == 0:
-        return np.zeros((0, trainable_dim(task)))
     draws = streams.at(step, index)
     views = task.make_views(data.images[torch.from_numpy(index)], draws)
     unit_index, mask = form_units(len(index), plan, draws)
+    if len(index) == 0:
+        return torch.zeros(0, 1, *views.shape[1:]), mask
+    return gather_units(views, unit_index), mask
+
+
+def clipped_rows(
+    task: PretextTask,
+    units: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    chunk_size: int | None = None,
+) -> NDArray[np.float64]:
+    """Return ``[G, d]``: each unit's flattened gradient at the current weights, clipped to C.
+
+    Each unit's gradient is computed on that unit alone (:func:`per_unit_gradients`), so units
+    of several sites may share one call without influencing each other.
+    """
+    named = dict(task.trainable_named_parameters())
+    if units.shape[0] == 0:
+        return np.zeros((0, trainable_dim(task)))
     params = {n: p.detach() for n, p in named.items()}
-    grads, _ = per_unit_gradients(task, params, gather_units(views, unit_index), mask, chunk_size)
+    grads, _ = per_unit_gradients(task, params, units, mask, chunk_size)
     rows = torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in named], dim=1).double()
     norms = rows.norm(dim=1, keepdim=True)
     rows = rows * torch.clamp(clip / (norms + 1e-12), max=1.0)
-    return rows.numpy()
+    return np.asarray(rows.numpy(), dtype=np.float64)
 
 
 def local_noisy_sum(
