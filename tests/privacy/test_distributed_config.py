@@ -38,7 +38,7 @@ def test_unsafe_combinations_are_refused_naming_the_reason(overrides, needle):
 
 
 def test_unknown_noise_mode_is_named():
-    with pytest.raises(ConfigError, match="privacy.noise"):
+    with pytest.raises(ConfigError, match=r"privacy\.noise"):
         load_config(["privacy.noise=central"])
 
 
@@ -60,3 +60,10 @@ def test_a_deployed_site_refuses_distributed_rounds_unless_its_policy_accepts_th
     assert [r.code for r in check_run(cfg, strict)] == ["noise-mode"]
     assert REFUSAL_CODES["noise-mode"] == 9
     assert check_run(cfg, simulation_policy(cfg)) == []
+
+
+def test_simulate_refuses_distributed_until_the_flower_round_loop_is_wired(tmp_path, capsys):
+    code = main(["simulate", *DDP, f"out={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "not yet in the Flower round loop" in err
+    assert not (tmp_path / "metrics.json").exists()

@@ -24,6 +24,19 @@ def expected_min_noisy_sites(cfg: RootConfig) -> int:
     return resolve_round(n, secagg_config(cfg.aggregation)).min_survivors
 
 
+NOT_IN_FLOWER = (
+    "privacy.noise=distributed is implemented in the library and the in-process DP-FedSGD "
+    "federation (ssl_fed.train.fedsgd_federation; benchmarks/distributed_dp.py) but not yet in "
+    "the Flower round loop (simulate / deployed runs); use privacy.noise=local there"
+)
+
+
+def require_flower_support(cfg: RootConfig) -> None:
+    """Refuse a Flower run in distributed mode until its round loop is wired (never run local)."""
+    if cfg.privacy.noise == "distributed":
+        raise ConfigError(NOT_IN_FLOWER)
+
+
 def check_distributed(cfg: RootConfig) -> None:
     """Raise :class:`ConfigError` (one line: reason and fix) if distributed noise is unsafe."""
     name = cfg.aggregation.name
