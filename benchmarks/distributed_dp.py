@@ -107,8 +107,16 @@ def main() -> None:
     parser.add_argument("--eps", type=float, nargs="+", default=[1.0, 3.0, 8.0])
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--out", default="outputs/bench-ddp")
+    parser.add_argument("--rounds", type=int, help="override the profile's rounds")
+    parser.add_argument("--from-json", help="only render a saved result into RESULTS.md")
     args = parser.parse_args()
-    prof = PROFILES["quick" if args.quick else "full"]
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        update_section(section(saved), render(saved))
+        return
+    prof = dict(PROFILES["quick" if args.quick else "full"])
+    if args.rounds:
+        prof["rounds"] = args.rounds
     cfg = load_config(["privacy.noise=distributed", *EVAL])
     splits = load_splits(cfg.data)
     sites = partition_dataset(splits.train, cfg.partition, SITES)
@@ -131,9 +139,15 @@ def main() -> None:
             "distributed m=K": plan_noise("distributed", min_noisy_sites=SITES, **common),
         }
         stds = {m: measured_std(p, dim) for m, p in plans.items()}
-        noise_rows.append({"eps": eps, "std": stds, "sigma": {m: p.noise_multiplier
-                           for m, p in plans.items()}, "eps_achieved": {m: p.epsilon
-                           for m, p in plans.items()}, "ddp": _ddp_terms(plans["distributed"])})
+        noise_rows.append(
+            {
+                "eps": eps,
+                "std": stds,
+                "sigma": {m: p.noise_multiplier for m, p in plans.items()},
+                "eps_achieved": {m: p.epsilon for m, p in plans.items()},
+                "ddp": _ddp_terms(plans["distributed"]),
+            }
+        )
         print(noise_rows[-1], flush=True)
         for mode in ("local", "distributed"):
             t0 = time.time()
@@ -142,24 +156,45 @@ def main() -> None:
             units = plan_units(task, cfg.task, max(1, round(prof["q"] * max(sizes))))
             fed = Federation(task, sites, units, prof["q"], plans[mode], opt)
             skipped = [r for r in range(prof["rounds"]) if fed.run_round(r)["skipped"]]
-            row = {"row": f"{mode} ε={eps:g}", "probe": probe(task, splits, cfg),
-                   "seconds": round(time.time() - t0, 1), "skipped": len(skipped)}
+            row = {
+                "row": f"{mode} ε={eps:g}",
+                "probe": probe(task, splits, cfg),
+                "seconds": round(time.time() - t0, 1),
+                "skipped": len(skipped),
+            }
             rows.append(row)
             print(row, flush=True)
     times = round_times(dim, len(splits.train))
-    result = {"profile": "quick" if args.quick else "full", "prof": prof, "dim": dim,
-              "rows": rows, "noise": noise_rows, "round_times": times,
-              "seconds": round(time.time() - started, 1), "load": os.getloadavg()}
+    result = {
+        "profile": "quick" if args.quick else "full",
+        "prof": prof,
+        "dim": dim,
+        "rows": rows,
+        "noise": noise_rows,
+        "round_times": times,
+        "seconds": round(time.time() - started, 1),
+        "load": os.getloadavg(),
+    }
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "distributed_dp.json").write_text(json.dumps(result, indent=2))
+    (Path(args.out) / f"{section(result)}.json").write_text(json.dumps(result, indent=2))
     if args.record:
-        update_section("distributed_dp", render(result))
+        update_section(section(result), render(result))
+
+
+def section(r: dict[str, Any]) -> str:
+    """RESULTS.md section name: one per profile and round count."""
+    return f"distributed_dp_{r['profile']}_{r['prof']['rounds']}"
 
 
 def _ddp_terms(plan: Any) -> dict[str, float]:
     p = plan.ddp
-    return {"bits": p.bits, "gamma": p.gamma, "inflation": p.inflation,
-            "wrap_margin_sd": p.wrap_margin_sd(SITES), "k_required": p.k_required}
+    return {
+        "bits": p.bits,
+        "gamma": p.gamma,
+        "inflation": p.inflation,
+        "wrap_margin_sd": p.wrap_margin_sd(SITES),
+        "k_required": p.k_required,
+    }
 
 
 def render(r: dict[str, Any]) -> str:
@@ -167,7 +202,8 @@ def render(r: dict[str, Any]) -> str:
     load = ", ".join(f"{x:.1f}" for x in r["load"])
     lines = [
         f"## Distributed vs local DP noise (`python benchmarks/distributed_dp.py "
-        f"{'--quick ' if r['profile'] == 'quick' else ''}--record`)",
+        f"{'--quick ' if r['profile'] == 'quick' else ''}--rounds {r['prof']['rounds']} "
+        "--init outputs/warm-start --record`)",
         "",
         f"Machine: {machine()}; load average at the end {load} (shared; times indicative). "
         f"Profile **{r['profile']}** {r['prof']}; trained coordinates d = {r['dim']}; total "
@@ -187,7 +223,7 @@ def render(r: dict[str, Any]) -> str:
             f"| {n['eps']:g} | {g['local']:.3f} | {g['distributed']:.3f} | {s['local']:.3f} | "
             f"{s['distributed']:.3f} | {s['local'] / s['distributed']:.2f} | "
             f"{s['distributed m=K']:.3f} | {s['local'] / s['distributed m=K']:.2f} | "
-            f"{SITES ** 0.5:.2f} |"
+            f"{SITES**0.5:.2f} |"
         )
     d = r["noise"][-1]["ddp"]
     lines += [
@@ -208,8 +244,13 @@ def render(r: dict[str, Any]) -> str:
             f"| {row['row']} | {p['1']} | {p['5']} | {p['10']} | {p['all']} | "
             f"{row.get('seconds', '')} | {row.get('skipped', '')} |"
         )
-    lines += ["", "SecAgg+ round (in-process, 10 sites, noise only) by modular bits:", "",
-              "| bits | word | s |", "|---|---|---|"]
+    lines += [
+        "",
+        "SecAgg+ round (in-process, 10 sites, noise only) by modular bits:",
+        "",
+        "| bits | word | s |",
+        "|---|---|---|",
+    ]
     lines += [f"| {b} | uint{w} | {s:.2f} |" for b, w, s in r["round_times"]]
     return "\n".join(lines)
 

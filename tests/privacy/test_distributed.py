@@ -150,3 +150,10 @@ def test_a_unit_above_the_clip_is_refused():
     p = _params()
     with pytest.raises(ValueError, match="exceeds the clip"):
         codec.encode_units(np.full((1, 300), 1.0), p, seed=0)
+
+
+def test_many_bits_cap_the_scale_where_shares_stay_samplable():
+    p = _params(dim=300, bits=52, noise_multiplier=2.0)
+    assert p.mu_share <= 1e18
+    assert codec.encode_units(np.zeros((0, 300)), p, seed=0).shape == (512,)
+    assert p.wrap_margin_sd(5) > 2 * p.k_required

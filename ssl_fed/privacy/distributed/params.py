@@ -28,6 +28,8 @@ from ssl_fed.privacy.distributed.rotation import padded_dim
 from ssl_fed.privacy.distributed.rounding import BETA, l1_bound, rounding_bound
 
 WRAP_PROB = 1e-6
+MAX_SHARE_MU = 1e18
+"""Largest Poisson parameter of a share numpy's sampler takes (its limit is about 9.2e18)."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ def choose_scale(
 ) -> DDPParams:
     """Largest power-of-two scale whose noisy sum keeps ``k_required`` sd inside the band.
 
+    The scale is also capped so that a site's share parameter stays samplable
+    (:data:`MAX_SHARE_MU`); past about 32 bits more bits only buy headroom, not precision.
+
     Raises ``ValueError`` naming the fix when even the smallest useful scale does not fit.
     """
 
@@ -139,7 +144,7 @@ def choose_scale(
         )
 
     def fits(p: DDPParams) -> bool:
-        return p.k_required * p.sum_sd(num_sites) <= p.band
+        return p.k_required * p.sum_sd(num_sites) <= p.band and p.mu_share <= MAX_SHARE_MU
 
     exp = math.floor(bits - 2 - math.log2(max(clip, 1e-300)))
     while exp > -60 and not fits(make(2.0**exp)):
