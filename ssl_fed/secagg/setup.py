@@ -158,7 +158,8 @@ class RoundSetup:
         )
         if shape.word_bits not in (16, 32, 64):
             raise ProtocolError(f"word_bits must be 16, 32 or 64, got {shape.word_bits}")
-        shape = replace(shape, modular_bits=get_int(p, "modular_bits", 0, shape.word_bits))
+        if "modular_bits" in p:  # absent from a fixed-point-only server: fixed-point
+            shape = replace(shape, modular_bits=get_int(p, "modular_bits", 0, shape.word_bits))
         max_weight = get_int(p, "max_weight", 1, 2**62)
         if shape.modular_bits and n * max_weight >= 2**shape.word_bits:
             raise ProtocolError("max_weight would let the weight word overflow")

@@ -104,3 +104,19 @@ def test_float_inputs_are_refused_in_modular_mode():
     inputs = {i: ({"ddp": np.zeros(p.padded)}, 1.0) for i in IDS}
     res = run_local_round(inputs, [("ddp", (p.padded,))], _config(p, 3))
     assert isinstance(res, Skipped)
+
+
+def test_setup_payload_round_trips_the_mode_and_defaults_to_fixed_point():
+    from ssl_fed.secagg.params import resolve_round
+    from ssl_fed.secagg.setup import RoundSetup
+    from ssl_fed.secagg.wire import ProtocolError
+
+    shape = resolve_round(5, SecAggConfig(modular_bits=30, max_weight=1, fixed_weight=1))
+    setup = RoundSetup(b"r" * 16, IDS, shape, 1.0, 1, b"g" * 16, [("ddp", (8,))])
+    payload = setup.to_payload()
+    assert RoundSetup.from_payload(payload).shape.modular_bits == 30
+    legacy = {k: v for k, v in payload.items() if k != "modular_bits"}
+    legacy["value_bits"] = 16
+    assert RoundSetup.from_payload(legacy).shape.modular_bits == 0
+    with pytest.raises(ProtocolError):
+        RoundSetup.from_payload({**payload, "modular_bits": 40})
