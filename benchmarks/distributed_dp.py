@@ -108,6 +108,7 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
     parser.add_argument("--out", default="outputs/bench-ddp")
     parser.add_argument("--rounds", type=int, help="override the profile's rounds")
+    parser.add_argument("--lr", type=float, default=LR, help="server Adam learning rate")
     parser.add_argument("--from-json", help="only render a saved result into RESULTS.md")
     args = parser.parse_args()
     if args.from_json:
@@ -117,6 +118,7 @@ def main() -> None:
     prof = dict(PROFILES["quick" if args.quick else "full"])
     if args.rounds:
         prof["rounds"] = args.rounds
+    prof["lr"] = args.lr
     cfg = load_config(["privacy.noise=distributed", *EVAL])
     splits = load_splits(cfg.data)
     sites = partition_dataset(splits.train, cfg.partition, SITES)
@@ -152,7 +154,7 @@ def main() -> None:
         for mode in ("local", "distributed"):
             t0 = time.time()
             task = build(cfg, splits, args.init, prof["trainable"])
-            opt = ServerOptimizer(task, "adam", LR, expected_total_batch(prof["q"], sizes))
+            opt = ServerOptimizer(task, "adam", args.lr, expected_total_batch(prof["q"], sizes))
             units = plan_units(task, cfg.task, max(1, round(prof["q"] * max(sizes))))
             fed = Federation(task, sites, units, prof["q"], plans[mode], opt)
             skipped = [r for r in range(prof["rounds"]) if fed.run_round(r)["skipped"]]
@@ -183,7 +185,10 @@ def main() -> None:
 
 def section(r: dict[str, Any]) -> str:
     """RESULTS.md section name: one per profile and round count."""
-    return f"distributed_dp_{r['profile']}_{r['prof']['rounds']}"
+    lr = r["prof"].get("lr", LR)
+    return f"distributed_dp_{r['profile']}_{r['prof']['rounds']}" + (
+        "" if lr == LR else f"_lr{lr:g}"
+    )
 
 
 def _ddp_terms(plan: Any) -> dict[str, float]:
@@ -200,15 +205,18 @@ def _ddp_terms(plan: Any) -> dict[str, float]:
 def render(r: dict[str, Any]) -> str:
     """The RESULTS.md section."""
     load = ", ".join(f"{x:.1f}" for x in r["load"])
+    lr = r["prof"].get("lr", LR)
+    eps_list = " ".join(f"{n['eps']:g}" for n in r["noise"])
     lines = [
         f"## Distributed vs local DP noise (`python benchmarks/distributed_dp.py "
         f"{'--quick ' if r['profile'] == 'quick' else ''}--rounds {r['prof']['rounds']} "
+        f"--lr {lr:g} --eps {eps_list} "
         "--init outputs/warm-start --record`)",
         "",
         f"Machine: {machine()}; load average at the end {load} (shared; times indicative). "
         f"Profile **{r['profile']}** {r['prof']}; trained coordinates d = {r['dim']}; total "
         f"{r['seconds']} s. Digits, 10 sites, Dirichlet α=0.5, warm start, joint task "
-        "(sensitivity 2C, C=1), δ=1e-5, DP-FedSGD with server Adam (lr 1e-3) in both modes.",
+        f"(sensitivity 2C, C=1), δ=1e-5, DP-FedSGD with server Adam (lr {lr:g}) in both modes.",
         "",
         "Noise in the released sum (std per coordinate, measured on one zero-gradient round "
         "through the real encode / SecAgg+ / decode path; m = min_noisy_sites):",
