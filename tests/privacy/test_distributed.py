@@ -157,3 +157,22 @@ def test_many_bits_cap_the_scale_where_shares_stay_samplable():
     assert p.mu_share <= 1e18
     assert codec.encode_units(np.zeros((0, 300)), p, seed=0).shape == (512,)
     assert p.wrap_margin_sd(5) > 2 * p.k_required
+
+
+def test_epsilon_from_the_codec_converges_to_the_unquantized_bound_as_bits_grow():
+    # Prepare: the same float noise std (σ0·C) and q, rounds; only the bits (γ, inflation) vary
+    from ssl_fed.privacy import skellam as sk
+
+    def eps_at(bits: int) -> float:
+        p = _params(dim=4000, bits=bits, noise_multiplier=1.0, max_units=20)
+        sigma = 1.0 / p.inflation  # σ relative to the inflated Δ2 that gives std = 1.0·C
+        step = sk.SkellamStep(sigma, 0.05, 20, p.l2_sensitivity, p.l1_sensitivity)
+        return sk.epsilon_for_history([step], 1e-5)
+
+    # Execute
+    eps = [eps_at(b) for b in (12, 14, 16, 20, 32)]
+    limit = sk.epsilon_for_history([sk.SkellamStep(1.0, 0.05, 20, 1e9, 1e9 * 64)], 1e-5)
+
+    # Assert: fewer bits cost ε; at 32 bits the quantized mechanism is the unquantized one
+    assert eps == sorted(eps, reverse=True) and eps[0] > 1.1 * eps[-1]
+    assert eps[-1] == pytest.approx(limit, rel=1e-4)
