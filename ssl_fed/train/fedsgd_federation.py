@@ -83,22 +83,34 @@ def plan_noise(
     if mode == "local":
         eps = epsilon_for_history([(sigma, sample_rate, rounds)], delta)
         return NoisePlan(mode, sigma, eps, sensitivity, clip)
-    factor = int(sensitivity)
-    params = None
-    for _ in range(2):
-        params = choose_scale(
-            dim=dim, bits=bits, clip=clip, sensitivity_factor=factor, noise_multiplier=sigma,
-            min_noisy_sites=min_noisy_sites, max_units=max_units, num_sites=num_sites,
-        )  # fmt: skip
+
+    def codec_for(s: float) -> DDPParams:
+        return choose_scale(
+            dim=dim,
+            bits=bits,
+            clip=clip,
+            sensitivity_factor=int(sensitivity),
+            noise_multiplier=s,
+            min_noisy_sites=min_noisy_sites,
+            max_units=max_units,
+            num_sites=num_sites,
+        )
+
+    params = codec_for(sigma)
+    for _ in range(4):  # γ depends on σ (headroom) and σ on γ (rounding): iterate to a fixpoint
         sigma = skellam.calibrate_skellam(
-            target_epsilon=target_epsilon, delta=delta, sample_rate=sample_rate, steps=rounds,
-            l2_sensitivity=params.l2_sensitivity, l1_sensitivity=params.l1_sensitivity,
-        )  # fmt: skip
-    assert params is not None
-    params = choose_scale(
-        dim=dim, bits=bits, clip=clip, sensitivity_factor=factor, noise_multiplier=sigma,
-        min_noisy_sites=min_noisy_sites, max_units=max_units, num_sites=num_sites,
-    )  # fmt: skip
+            target_epsilon=target_epsilon,
+            delta=delta,
+            sample_rate=sample_rate,
+            steps=rounds,
+            l2_sensitivity=params.l2_sensitivity,
+            l1_sensitivity=params.l1_sensitivity,
+        )
+        again = codec_for(sigma)
+        if again.scale == params.scale:
+            break
+        params = again
+    params = codec_for(sigma)
     step = skellam.SkellamStep(
         sigma, sample_rate, rounds, params.l2_sensitivity, params.l1_sensitivity
     )
