@@ -67,3 +67,7 @@ def validate_federation(cfg: RootConfig) -> None:
     from ssl_fed.fed.aggregators import aggregator_class
 
     aggregator_class(cfg.aggregation.name).check_config(cfg)
+    if cfg.privacy.noise == "distributed":
+        from ssl_fed.privacy.distributed.checks import check_distributed
+
+        check_distributed(cfg)

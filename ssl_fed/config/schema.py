@@ -118,6 +118,9 @@ class PrivacyConfig:
     key_dir: str | None = None
     unit: str = "image"
     max_images_per_person: int = 8
+    noise: str = "local"
+    min_noisy_sites: int | None = None
+    ddp_bits: int = 32
 
 
 @dataclass
@@ -132,6 +135,7 @@ class TrainConfig:
     seed: int = 0
     vmap_chunk_size: int | None = None
     progress: bool = True
+    local_steps: int = 1
 
 
 @dataclass

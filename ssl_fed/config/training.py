@@ -29,6 +29,14 @@ def validate_privacy(pr: PrivacyConfig) -> None:
         "use vmap (torch.func over units) or hooks (one batched pass)",
     )
     require(pr.unit in {"image", "person"}, "privacy.unit", pr.unit, "image|person")
+    require(pr.noise in {"local", "distributed"}, "privacy.noise", pr.noise, "local|distributed")
+    require(12 <= pr.ddp_bits <= 52, "privacy.ddp_bits", pr.ddp_bits, "use 12..52 bits")
+    require(
+        pr.min_noisy_sites is None or pr.min_noisy_sites >= 1,
+        "privacy.min_noisy_sites",
+        pr.min_noisy_sites,
+        "use >= 1, or null (= SecAgg's minimum survivors)",
+    )
     require(
         pr.max_images_per_person >= 1,
         "privacy.max_images_per_person",
@@ -46,6 +54,7 @@ def validate_privacy(pr: PrivacyConfig) -> None:
 def validate_train(tr: TrainConfig) -> None:
     """Check ``train.*`` (the local training loop)."""
     require(tr.local_epochs >= 1, "train.local_epochs", tr.local_epochs, "use >= 1")
+    require(tr.local_steps >= 1, "train.local_steps", tr.local_steps, "use >= 1")
     require(tr.batch_size >= 1, "train.batch_size", tr.batch_size, "use >= 1")
     require_finite_positive(tr.lr, "train.lr", "use a learning rate > 0")
     require(tr.optimizer in {"adam", "sgd"}, "train.optimizer", tr.optimizer, "adam|sgd")

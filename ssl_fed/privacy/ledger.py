@@ -48,6 +48,8 @@ from ssl_fed.privacy.ledger_records import (
     header_record,
     seal,
 )
+from ssl_fed.privacy.skellam import SkellamStep
+from ssl_fed.privacy.skellam import epsilon_for_history as skellam_epsilon
 
 __all__ = [
     "LEDGER_FILE",
@@ -245,21 +247,32 @@ class PrivacyLedger:
         """All recorded steps, oldest first."""
         return [e.step for e in self.entries]
 
-    def epsilon(self, extra: list[Step] | None = None) -> float:
-        """ε spent over the whole history (plus ``extra`` planned steps) at this ledger's δ.
+    def epsilon(
+        self, extra: list[Step] | None = None, skellam: list[SkellamStep] | None = None
+    ) -> float:
+        """ε spent over the whole history (plus planned steps) at this ledger's δ.
 
-        Pure ε-DP releases (:class:`ReleaseEntry`) add by basic composition.
+        Distributed-noise entries are Skellam steps; a history that holds any is composed by
+        RDP with :func:`ssl_fed.privacy.skellam.epsilon_for_history` (Gaussian steps exactly).
+        Pure ε-DP releases (:class:`ReleaseEntry`, drift alarms) add by basic composition.
         """
-        spent = epsilon_for_history([*self.history, *(extra or [])], self.delta, self.accountant)
-        return spent + sum(r.epsilon for r in self.releases)
+        released = sum(r.epsilon for r in self.releases)
+        sk = [s for e in self.entries if (s := e.skellam_step) is not None] + (skellam or [])
+        gauss = [e.step for e in self.entries if e.skellam_step is None] + (extra or [])
+        if not sk:
+            return epsilon_for_history(gauss, self.delta, self.accountant) + released
+        return skellam_epsilon([*gauss, *sk], self.delta) + released
 
     def remaining(self) -> float:
         """Budget left: ``budget - ε spent`` (never negative)."""
         return max(0.0, self.budget - self.epsilon())
 
-    def check_affordable(self, planned: Step) -> float:
+    def check_affordable(self, planned: Step | SkellamStep) -> float:
         """Return ε after ``planned``; raise :class:`BudgetExceededError` past the budget."""
-        after = self.epsilon([planned])
+        if isinstance(planned, SkellamStep):
+            after = self.epsilon(skellam=[planned])
+        else:
+            after = self.epsilon([planned])
         if after > self.budget + 1e-9:
             raise BudgetExceededError(
                 f"training refused: it would take this site's ε from {self.epsilon():.3f} to "
@@ -277,10 +290,16 @@ class PrivacyLedger:
         sample_rate: float,
         steps: int,
         sensitivity: float,
+        ddp: dict[str, float] | None = None,
     ) -> LedgerEntry:
-        """Check the budget, then durably append the entry *before* the training runs."""
+        """Check the budget, then durably append the entry *before* the training runs.
+
+        ``ddp`` (distributed noise): Δ2, Δ1 (integer units), bits, γ and min_noisy_sites of the
+        round; ``noise_multiplier`` is then the aggregate σ relative to Δ2.
+        """
         self._require_writable()
-        self.check_affordable((noise_multiplier, sample_rate, steps))
+        gauss: Step = (noise_multiplier, sample_rate, steps)
+        self.check_affordable(gauss if ddp is None else skellam_step(gauss, ddp))
         entry = LedgerEntry(
             run_id,
             round,
@@ -291,6 +310,8 @@ class PrivacyLedger:
             self.accountant,
             self.delta,
             time.time(),
+            "gaussian" if ddp is None else "skellam",
+            ddp,
         )
         return self.record(entry)
 
@@ -314,10 +335,17 @@ class PrivacyLedger:
     def record(self, entry: LedgerEntry) -> LedgerEntry:
         """Append a training that already happened, without a budget check (migration only)."""
         self._require_writable()
-        self._append("charge", asdict(entry))
+        self._append("charge", entry.fields())
         self.entries.append(entry)
         return entry
 
     def entries_for(self, run_id: str) -> list[LedgerEntry]:
         """Entries written by one run (to reuse its σ, or to avoid charging a round twice)."""
         return [e for e in self.entries if e.run_id == run_id]
+
+
+def skellam_step(planned: Step, ddp: dict[str, float]) -> SkellamStep:
+    """Return the Skellam accountant's step for a planned distributed-noise training."""
+    sigma, q, steps = planned
+    l2, l1 = float(ddp["l2_sensitivity"]), float(ddp["l1_sensitivity"])
+    return SkellamStep(sigma, q, steps, l2, l1)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ssl_fed.privacy.accounting import Step
+from ssl_fed.privacy.skellam import SkellamStep
 
 FORMAT = 2
 
@@ -63,11 +64,28 @@ class LedgerEntry:
     accountant: str
     delta: float
     time: float
+    mechanism: str = "gaussian"
+    ddp: dict[str, float] | None = None
 
     @property
     def step(self) -> Step:
         """The accountant's view of this entry."""
         return (self.noise_multiplier, self.sample_rate, self.steps)
+
+    @property
+    def skellam_step(self) -> SkellamStep | None:
+        """A distributed-noise entry as the Skellam accountant's step (``ddp`` holds Δ2, Δ1)."""
+        if self.mechanism != "skellam" or self.ddp is None:
+            return None
+        l2, l1 = float(self.ddp["l2_sensitivity"]), float(self.ddp["l1_sensitivity"])
+        return SkellamStep(self.noise_multiplier, self.sample_rate, self.steps, l2, l1)
+
+    def fields(self) -> dict[str, object]:
+        """Return the record's fields (a local-noise entry is written as before distributed DP)."""
+        out = asdict(self)
+        if self.mechanism == "gaussian" and self.ddp is None:
+            del out["mechanism"], out["ddp"]
+        return out
 
 
 @dataclass(frozen=True)

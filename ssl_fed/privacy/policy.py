@@ -41,6 +41,7 @@ REFUSAL_CODES = {
     "accountant": 7,
     "epsilon-run": 8,
     "unit": 9,
+    "noise-mode": 10,
 }
 """Stable small integers for each refusal; the first one found is the code a site sends."""
 
@@ -76,6 +77,8 @@ class SitePolicy:
     drift_release: str = "none"
     drift_mechanism: str = "svt"
     drift_alarm_epsilon: float = 0.25
+    noise_modes: tuple[str, ...] = ("local",)
+    min_noisy_sites: int = 3
 
     def __post_init__(self) -> None:
         validate_policy(self)
@@ -124,6 +127,10 @@ def validate_policy(p: SitePolicy) -> None:
         check_release(p.drift_release, p.drift_mechanism, p.drift_alarm_epsilon)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"site policy {err} (docs/monitoring.md)") from None
+    if not p.noise_modes or any(m not in ("local", "distributed") for m in p.noise_modes):
+        raise ConfigError(f"site policy noise_modes={list(p.noise_modes)}: use local/distributed")
+    if not (isinstance(p.min_noisy_sites, int) and p.min_noisy_sites >= 1):
+        raise ConfigError(f"site policy min_noisy_sites={p.min_noisy_sites!r}: use an int >= 1")
     for digest in p.trusted_apps:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(
@@ -170,7 +177,7 @@ def policy_from_mapping(raw: dict[str, Any], where: str) -> SitePolicy:
     """Build a :class:`SitePolicy` from plain values, converting lists to tuples."""
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in {"aggregations", "sensitivities", "accountants", "trusted_apps"}:
+        if key in {"aggregations", "sensitivities", "accountants", "trusted_apps", "noise_modes"}:
             if not isinstance(value, list | tuple):
                 raise ConfigError(f"{where}: {key} must be a list, got {value!r}")
             value = tuple(value)
@@ -196,6 +203,8 @@ def simulation_policy(cfg: RootConfig) -> SitePolicy:
         accountants=(pr.accountant,),
         require_privacy=pr.enabled,
         privacy_unit=pr.unit,
+        noise_modes=(pr.noise,),
+        min_noisy_sites=1,
     )
 
 
@@ -237,7 +246,23 @@ def check_run(cfg: RootConfig, policy: SitePolicy) -> list[Refusal]:
         out.append(Refusal("accountant", f"accountant={pr.accountant}"))
     if pr.unit != policy.privacy_unit:
         out.append(Refusal("unit", f"privacy.unit={pr.unit}; site unit {policy.privacy_unit}"))
+    out.extend(_noise_refusals(cfg, policy))
     return out
+
+
+def _noise_refusals(cfg: RootConfig, policy: SitePolicy) -> list[Refusal]:
+    """Distributed noise only if the policy accepts it, with at least its own honest-site floor."""
+    mode = cfg.privacy.noise
+    if mode not in policy.noise_modes:
+        return [Refusal("noise-mode", f"privacy.noise={mode}; allowed: {list(policy.noise_modes)}")]
+    if mode != "distributed":
+        return []
+    from ssl_fed.privacy.distributed.checks import expected_min_noisy_sites
+
+    m = expected_min_noisy_sites(cfg)
+    if m < policy.min_noisy_sites:
+        return [Refusal("noise-mode", f"min_noisy_sites={m} < site floor {policy.min_noisy_sites}")]
+    return []
 
 
 def refusal_code(refusals: list[Refusal]) -> int:

@@ -9,6 +9,7 @@ server receives, to check what an honest-but-curious server sees.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,7 +22,7 @@ from ssl_fed.secagg.server import SecAggServer
 from ssl_fed.secagg.setup import ArraySpec
 from ssl_fed.secagg.wire import Payload
 
-SiteInput = tuple[Mapping[str, NDArray[np.floating]], float]
+SiteInput = tuple[Mapping[str, NDArray[np.number[Any]]], float]
 Tamper = Callable[[str, int, Payload], Payload]
 
 

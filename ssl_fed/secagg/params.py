@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ssl_fed.secagg.modular import container_bits
+
 PROTOCOL_VERSION = "ssl-fed-secagg+/2"
 WORD_BITS = (16, 32, 64)
 MAX_VALUE_BITS_AUTO = 24
@@ -59,6 +61,10 @@ class SecAggConfig:
         If set, every site's weight must equal it, and the server rejects a round whose decoded
         total weight is not ``fixed_weight`` times the number of survivors (a forged weight word).
         ``None``: any total in ``(0, survivors * max_weight]`` is accepted.
+    modular_bits : int | None
+        If set, sites send integers summed modulo ``2^modular_bits`` (distributed DP,
+        :mod:`ssl_fed.secagg.modular`) instead of clipped fixed-point floats; ``clip_range`` and
+        ``value_bits`` are then unused and the result carries the raw sum words.
     """
 
     clip_range: float = 8.0
@@ -73,6 +79,7 @@ class SecAggConfig:
     weight_key: str = "num-examples"
     clear_metrics: bool = False
     fixed_weight: int | None = None
+    modular_bits: int | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip_range) and self.clip_range > 0):
@@ -86,6 +93,8 @@ class SecAggConfig:
                 f"fixed_weight must be in [1, max_weight={self.max_weight}], "
                 f"got {self.fixed_weight}"
             )
+        if self.modular_bits is not None and not 8 <= self.modular_bits <= 62:
+            raise ValueError(f"modular_bits must be in [8, 62] or None, got {self.modular_bits}")
         if self.stage_timeout <= 0 or self.train_timeout <= 0:
             raise ValueError("stage_timeout and train_timeout must be positive seconds")
 
@@ -100,6 +109,7 @@ class RoundShape:
     min_survivors: int
     value_bits: int
     word_bits: int
+    modular_bits: int = 0
 
 
 def _max_value_bits(word_bits: int, n: int, max_weight: int) -> int:
@@ -139,6 +149,9 @@ def resolve_round(n: int, cfg: SecAggConfig) -> RoundShape:
     m = cfg.min_survivors if cfg.min_survivors is not None else t
     if not 2 <= m <= n:
         raise ValueError(f"min_survivors must be in [2, n={n}], got {m}")
+    if cfg.modular_bits is not None:
+        b = cfg.modular_bits
+        return RoundShape(n, k, t, m, b, container_bits(b), b)
     if cfg.value_bits is None:
         q32 = _max_value_bits(32, n, cfg.max_weight)
         if q32 >= 16:

@@ -34,6 +34,9 @@ class AggregateResult:
     clipped : int
         Coordinates clipped at the quantizer, summed over the survivors (each site's count travels
         masked, so only this total is revealed).
+    words : NDArray[np.uint64] | None
+        Modular mode only (``SecAggConfig.modular_bits``): the unmasked sum of the value words
+        modulo ``2^modular_bits``; ``arrays`` is then empty and the caller decodes.
     """
 
     arrays: dict[str, NDArray[np.float64]]
@@ -45,6 +48,7 @@ class AggregateResult:
     timings: dict[str, float] = field(default_factory=dict)
     clear: dict[int, dict[str, float]] = field(default_factory=dict)
     clipped: int = 0
+    words: NDArray[np.uint64] | None = None
 
 
 @dataclass

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
+from ssl_fed.secagg.modular import check_modular_sum, modular_values
 from ssl_fed.secagg.params import SecAggConfig, resolve_round
 from ssl_fed.secagg.quantize import check_sum, decode_mean, quantization_bound
 from ssl_fed.secagg.result import AggregateResult, Skipped
@@ -286,6 +287,8 @@ class SecAggServer:
         total = unmasked_sum(s, masked, *secrets, self.forwarded, public_s)
         self._add_time("server.shamir", t1 - t0)
         self._add_time("server.mask", time.perf_counter() - t1)
+        if s.shape.modular_bits:
+            return self._finish_modular(total, alive)
         bad = check_sum(total, s.shape.value_bits, len(alive), s.max_weight, self.fixed_weight)
         if bad is not None:
             return self._fail(f"rejected aggregate: {bad}", alive, "check")
@@ -302,6 +305,20 @@ class SecAggServer:
             dict(self.timings),
             clipped=clipped,
         )
+
+    def _finish_modular(
+        self, total: NDArray[np.unsignedinteger], alive: list[int]
+    ) -> AggregateResult | Skipped:
+        """Modular mode: check the weight words, return the raw sum words (the caller decodes)."""
+        s = self.setup
+        bad = check_modular_sum(total, len(alive), s.max_weight, self.fixed_weight)
+        if bad is not None:
+            return self._fail(f"rejected aggregate: {bad}", alive, "check")
+        gone = sorted(set(s.node_ids) - set(alive))
+        words = modular_values(total, s.shape.modular_bits)
+        result = AggregateResult({}, int(total[-1]), alive, gone, dict(self.rejected), 0.0)
+        result.timings, result.words = dict(self.timings), words
+        return result
 
     def _seed_ok(self, node: int, seed: bytes) -> bool:
         return keys.commit_seed(self.setup.round_id, node, seed) == self.keys[node][2]

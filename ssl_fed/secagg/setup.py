@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg.graph import build_neighbours
+from ssl_fed.secagg.modular import encode_modular
 from ssl_fed.secagg.params import RoundShape
 from ssl_fed.secagg.quantize import EXTRA_WORDS, UINT_DTYPES, encode_weighted
 from ssl_fed.secagg.wire import (
@@ -88,10 +89,12 @@ class RoundSetup:
             a = np.asarray(arrays[name])
             if a.shape != shape or not np.issubdtype(a.dtype, np.number):
                 raise ValueError(f"array {name!r} has shape {a.shape}, the round expects {shape}")
-            if not np.all(np.isfinite(a)):
+            if not np.issubdtype(a.dtype, np.integer) and not np.all(np.isfinite(a)):
                 raise ValueError(f"array {name!r} holds NaN or inf; fix the local update")
             parts.append(a.ravel())
         flat = np.concatenate(parts) if parts else np.zeros(0)
+        if self.shape.modular_bits:
+            return encode_modular(flat, int(weight), self.shape.modular_bits, self.shape.word_bits)
         return encode_weighted(
             flat, int(weight), self.clip_range, self.shape.value_bits, self.shape.word_bits
         )
@@ -124,6 +127,7 @@ class RoundSetup:
             min_survivors=s.min_survivors,
             value_bits=s.value_bits,
             word_bits=s.word_bits,
+            modular_bits=s.modular_bits,
             clip_range=self.clip_range,
             max_weight=self.max_weight,
             graph_seed=self.graph_seed,
@@ -154,8 +158,13 @@ class RoundSetup:
         )
         if shape.word_bits not in (16, 32, 64):
             raise ProtocolError(f"word_bits must be 16, 32 or 64, got {shape.word_bits}")
+        if "modular_bits" in p:  # absent from a fixed-point-only server: fixed-point
+            shape = replace(shape, modular_bits=get_int(p, "modular_bits", 0, shape.word_bits))
         max_weight = get_int(p, "max_weight", 1, 2**62)
-        if n * max_weight * (2**shape.value_bits - 1) >= 2**shape.word_bits:
+        if shape.modular_bits and n * max_weight >= 2**shape.word_bits:
+            raise ProtocolError("max_weight would let the weight word overflow")
+        levels = 2**shape.value_bits - 1
+        if not shape.modular_bits and n * max_weight * levels >= 2**shape.word_bits:
             raise ProtocolError("value_bits/word_bits/max_weight would let the sum overflow")
         clip = get_float(p, "clip_range")
         if not (math.isfinite(clip) and clip > 0):
