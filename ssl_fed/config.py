@@ -137,6 +137,7 @@ class SimConfig:
     seed: int = 0
     client_cpus: float = 1.0
     halt_after_round: int | None = None
+    attack: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -381,6 +382,9 @@ def validate_federation(cfg: RootConfig) -> None:
         s.halt_after_round,
         "use a round >= 1 or null",
     )
+    from ssl_fed.attack import parse_attacks  # late: ssl_fed.attack imports ConfigError
+
+    parse_attacks(list(s.attack), s.num_sites)
     _require(
         a.name in AGGREGATIONS,
         "aggregation.name",
