@@ -49,7 +49,7 @@ def _pairwise_sq(g: NDArray[np.float64]) -> NDArray[np.float64]:
 def min_max(known: list[Vector], direction: Vector | None = None) -> Vector:
     """Submit ``μ + γp`` with the largest ``γ`` meeting the min-max constraint."""
     g = _stack(known)
-    mu = g.mean(axis=0)
+    mu: Vector = g.mean(axis=0)
     p = inverse_unit(mu) if direction is None else np.asarray(direction, np.float64)
     pp = float(p @ p)
     if pp == 0.0:
@@ -66,7 +66,7 @@ def min_max(known: list[Vector], direction: Vector | None = None) -> Vector:
 def min_sum(known: list[Vector], direction: Vector | None = None) -> Vector:
     """Submit ``μ + γp`` with the largest ``γ`` meeting the min-sum constraint."""
     g = _stack(known)
-    mu = g.mean(axis=0)
+    mu: Vector = g.mean(axis=0)
     p = inverse_unit(mu) if direction is None else np.asarray(direction, np.float64)
     pp = float(p @ p)
     if pp == 0.0:
