@@ -58,6 +58,9 @@ TINY = [
     "train.local_epochs=1",
     "eval.draws=3",
     "eval.labels_per_class=[5]",
+    "aggregation.query_timeout=300",  # a loaded machine: a slow site is not a dropped one
+    "aggregation.stage_timeout=300",
+    "aggregation.timeout=600",
 ]
 
 
