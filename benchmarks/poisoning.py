@@ -91,6 +91,12 @@ def last_round_sites(out: Path) -> list[int]:
     return list(last["completed"])
 
 
+def base_minutes(cfg: RootConfig) -> float:
+    """Wall time of the base federation (its metrics.json), in minutes."""
+    metrics = json.loads((Path(cfg.out) / "metrics.json").read_text())
+    return float(metrics["simulation_wall_time_s"]) / 60.0
+
+
 def evaluator(cfg: RootConfig) -> Any:
     """Return ``accuracy(flat arrays) -> (probe, kNN) | None`` (None: non-finite features)."""
     import torch
@@ -202,20 +208,22 @@ def main() -> None:
     p.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
     p.add_argument("--out", default="outputs/bench-poisoning")
     args = p.parse_args()
-    started, load = time.time(), os.getloadavg()[0]
+    load = os.getloadavg()[0]
     sites, rounds = (4, 2) if args.quick else (5, 3)
     cfg = base_run(Path(args.out) / ("quick" if args.quick else "full"), sites, rounds)
+    started = time.time()
     body, base = table(cfg, QUICK_ROWS if args.quick else ROWS)
     took = time.time() - started
     text = (
         "## Poisoning: one round under attack (`nice -n 10 python benchmarks/poisoning.py"
         + (" --quick" if args.quick else "")
         + " --record`)\n\n"
-        f"{machine()}, load average {load:.1f} at the start, {took / 60:.1f} min in all.\n"
+        f"{machine()}, load average {load:.1f} at the start; the base federation "
+        f"{base_minutes(cfg):.1f} min, the replay {took / 60:.1f} min.\n"
         f"Digits, tiny encoder, {sites} sites x {rounds} rounds, DP-SGD ε = 8, c = "
-        f"{cfg.aggregation.clipping_range}; the last round replayed with sites 0 and 1 "
-        f"malicious. Honest round: linear probe (5 labels per class, 3 draws) {100 * base[0]:.1f} "
-        f"%, kNN {100 * base[1]:.1f} %. Cell: probe / kNN change in points (largest change of a "
+        f"{cfg.aggregation.clipping_range}; the last round (the sites that sent in it: the "
+        "table's header) replayed with two of them malicious. Honest round: linear probe "
+        f"(5 labels per class, 3 draws) {100 * base[0]:.1f} %, kNN {100 * base[1]:.1f} %. Cell: probe / kNN change in points (largest change of a "
         "parameter against the honest mean); `skip`: the server rejected the round and kept the "
         "model. Protocol and the bounds: benchmarks/poisoning.py, docs/poisoning.md.\n\n" + body
     )
