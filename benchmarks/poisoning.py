@@ -223,9 +223,10 @@ def main() -> None:
         f"Digits, tiny encoder, {sites} sites x {rounds} rounds, DP-SGD ε = 8, c = "
         f"{cfg.aggregation.clipping_range}; the last round (the sites that sent in it: the "
         "table's header) replayed with two of them malicious. Honest round: linear probe "
-        f"(5 labels per class, 3 draws) {100 * base[0]:.1f} %, kNN {100 * base[1]:.1f} %. Cell: probe / kNN change in points (largest change of a "
-        "parameter against the honest mean); `skip`: the server rejected the round and kept the "
-        "model. Protocol and the bounds: benchmarks/poisoning.py, docs/poisoning.md.\n\n" + body
+        f"(5 labels per class, 3 draws) {100 * base[0]:.1f} %, kNN {100 * base[1]:.1f} %. "
+        "Cell: probe / kNN change in points (largest change of a parameter against the honest "
+        "mean); `skip`: the server rejected the round and kept the model. Protocol and the "
+        "bounds: benchmarks/poisoning.py, docs/poisoning.md.\n\n" + body
     )
     print(text)
     if args.record:
