@@ -40,22 +40,13 @@ class DiracCanaries:
         """Number of canaries."""
         return int(self.index.shape[0])
 
-    def rows(
-        self,
-        shapes: dict[str, torch.Size],
-        which: torch.Tensor,
-        flip: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor]:
-        """Gradient rows ``{name: [k, *shape]}`` of the canaries ``which`` (positions in 0..m).
-
-        ``flip`` (``[k]`` of ±1) multiplies each row's direction: the group canaries' "out" rows.
-        """
+    def rows(self, shapes: dict[str, torch.Size], which: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Gradient rows ``{name: [k, *shape]}`` of the canaries ``which`` (positions in 0..m)."""
         k = int(which.shape[0])
         out = {n: torch.zeros(k, *shape) for n, shape in shapes.items()}
         for row, i in enumerate(which.tolist()):
             flat = out[self.names[i]][row].view(-1)
-            factor = 1.0 if flip is None else float(flip[row])
-            flat[int(self.index[i])] = self.scale * float(self.sign[i]) * factor
+            flat[int(self.index[i])] = self.scale * float(self.sign[i])
         return out
 
     def read(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -115,14 +106,15 @@ def group_pair_scores(
     """Scores of group canaries, the worst-case neighbour of a group-clipped step.
 
     In group mode one image can flip its group's clipped gradient from ``-C u`` to ``+C u``
-    (sensitivity 2C). A group canary is a unit present at every step with gradient ``-C u``
-    ("out"); when its canary image is in, each step it is sampled (probability q) the gradient
-    is ``+C u``. So "out" shows ``N(-1, s²)`` and "in" ``q N(1, s²) + (1-q) N(-1, s²)`` in units of
-    C; with ``y = (x + 1) / 2`` this is the unit canary's test at shift 1 and std ``s / 2``, the
-    subsampled Gaussian at sensitivity 2C the accountant assumes.
+    (sensitivity 2C). A group canary reproduces that change: each step its canary image is in
+    and drawn (probability q), it adds two unit rows of ``+C u`` (each clipped like any unit), a
+    shift of 2C; the group's own ``-C u`` is a constant the released sum carries either way and
+    is left out. So "out" shows ``N(0, s²)`` and "in" ``q N(2, s²) + (1-q) N(0, s²)`` in units of
+    C; with ``y = x / 2`` this is the unit canary's test at shift 1 and std ``s / 2``: the
+    subsampled Gaussian at sensitivity 2C that the accountant assumes.
     """
     return likelihood_ratio_scores(
-        (observed + 1.0) / 2.0, sample_rate=sample_rate, noise_std=noise_std / 2.0
+        observed / 2.0, sample_rate=sample_rate, noise_std=noise_std / 2.0
     )
 
 

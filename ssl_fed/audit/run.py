@@ -139,12 +139,10 @@ def train_observed(
         for batch in sampler:
             index = torch.as_tensor(batch, dtype=torch.long)
             draw = torch.rand(dirac.m, generator=gen) < schedule.sample_rate
-            if paired:  # every group canary is a unit each step; "in" and drawn flips it to +C
-                flip = torch.where(coins & draw, 1.0, -1.0)
-                step.extra_units = partial(dirac.rows, shapes, torch.arange(dirac.m), flip)
-            else:
-                which = torch.nonzero(coins & draw).squeeze(1)
-                step.extra_units = partial(dirac.rows, shapes, which)
+            which = torch.nonzero(coins & draw).squeeze(1)
+            if paired:  # a group canary moves its group by 2C: two unit rows of +C each
+                which = torch.cat([which, which])
+            step.extra_units = partial(dirac.rows, shapes, which)
             views = task.make_views(data.images[index])
             unit_index, mask = form_units(len(index), plan, gen)
             step(gather_units(views, unit_index), mask)

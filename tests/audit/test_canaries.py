@@ -110,27 +110,13 @@ def test_black_box_refuses_a_task_without_rotation_loss():
         rotation_loss_scores(tiny_task("contrastive"), images(2).double())
 
 
-def test_flipped_rows_point_the_other_way():
-    # Prepare
-    task = tiny_task("rotation")
-    canaries = make_dirac_canaries(
-        shapes_of(task), 3, scale=2.0, generator=torch.Generator().manual_seed(0)
-    )
-
-    # Execute
-    rows = canaries.rows(shapes_of(task), torch.arange(3), torch.tensor([1.0, -1.0, 1.0]))
-
-    # Assert: read() gives +2, -2, +2 (the group canary's "out" row is the negated direction)
-    assert canaries.read({n: r.sum(dim=0) for n, r in rows.items()}).tolist() == [2.0, -2.0, 2.0]
-
-
 def test_group_pair_scores_by_hand():
-    # Prepare: q = 1, declared std s = 2: y = (x + 1) / 2 has std 1, and the per-step ratio is
-    # (y - 1/2) / 1 = x / 2; steps x = 1, -1, 0.5 sum to 0.25
-    observed = torch.tensor([[1.0], [-1.0], [0.5]], dtype=torch.float64)
+    # Prepare: q = 1, declared std s = 2: y = x / 2 has std 1, and the per-step ratio is
+    # (y - 1/2) / 1; steps x = 2, -1, 0.5 give 1/2 - 1 - 1/4 = -0.75
+    observed = torch.tensor([[2.0], [-1.0], [0.5]], dtype=torch.float64)
 
     # Execute
     got = group_pair_scores(observed, sample_rate=1.0, noise_std=2.0)
 
     # Assert
-    assert got.tolist() == pytest.approx([0.25])
+    assert got.tolist() == pytest.approx([-0.75])
