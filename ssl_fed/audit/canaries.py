@@ -100,6 +100,24 @@ def likelihood_ratio_scores(
     return torch.logaddexp(stay, math.log(q) + z).sum(dim=0)
 
 
+def group_pair_scores(
+    observed: torch.Tensor, *, sample_rate: float, noise_std: float
+) -> torch.Tensor:
+    """Scores of group canaries, the worst-case neighbour of a group-clipped step.
+
+    In group mode one image can flip its group's clipped gradient from ``-C u`` to ``+C u``
+    (sensitivity 2C). A group canary reproduces that change: each step its canary image is in
+    and drawn (probability q), it adds two unit rows of ``+C u`` (each clipped like any unit), a
+    shift of 2C; the group's own ``-C u`` is a constant the released sum carries either way and
+    is left out. So "out" shows ``N(0, s²)`` and "in" ``q N(2, s²) + (1-q) N(0, s²)`` in units of
+    C; with ``y = x / 2`` this is the unit canary's test at shift 1 and std ``s / 2``: the
+    subsampled Gaussian at sensitivity 2C that the accountant assumes.
+    """
+    return likelihood_ratio_scores(
+        observed / 2.0, sample_rate=sample_rate, noise_std=noise_std / 2.0
+    )
+
+
 def input_canaries(m: int, *, image_size: int, channels: int, seed: int) -> torch.Tensor:
     """``m`` out-of-distribution images ``[m, C, S, S]`` (procedural dead leaves)."""
     from ssl_fed.data.synthetic import generate_synthetic

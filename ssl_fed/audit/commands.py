@@ -40,9 +40,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
         )
     print(f"wrote {cfg.out}/metrics.json and {cfg.out}/audit.md")
     if metrics["violation"]:
+        why = (
+            f"one image changed its unit's clipped gradient by "
+            f"{metrics['measured_sensitivity']:.3f}C, above the declared "
+            f"{metrics['sensitivity']:g}C"
+            if metrics.get("sensitivity_violation")
+            else "ε_lower exceeds the accountant's ε"
+        )
         print(
-            "PRIVACY VIOLATION: ε_lower exceeds the accountant's ε; the mechanism leaks more "
-            "than it claims. Do not release models trained with this configuration."
+            f"PRIVACY VIOLATION: {why}; the mechanism leaks more than it claims. Do not release "
+            "models trained with this configuration."
         )
         return EXIT_VIOLATION
     return 0

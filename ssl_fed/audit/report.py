@@ -41,6 +41,8 @@ def audit_metrics(result: AuditResult, cfg: RootConfig, run_id: str) -> dict[str
         "sample_rate": result.sample_rate,
         "steps": result.steps,
         "sensitivity": result.sensitivity,
+        "measured_sensitivity": result.measured_sensitivity,
+        "sensitivity_violation": result.sensitivity_violation,
         "audit": result.outcome.to_dict(),
         "config": {"task": asdict(cfg.task), "privacy": asdict(cfg.privacy)},
     }
@@ -52,7 +54,7 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
     verdict = (
         "**VIOLATION**: the audit proves more leakage than the accountant allows (privacy bug)"
         if metrics["violation"]
-        else "consistent: ε_lower ≤ ε"
+        else "consistent: ε_lower ≤ ε and the measured sensitivity ≤ the declared one"
     )
     return "\n".join(
         [
@@ -66,6 +68,9 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
             f"- mechanism: σ = {metrics['noise_multiplier']:.4f}, "
             f"q = {metrics['sample_rate']:.4f}, "
             f"{metrics['steps']} steps, sensitivity {metrics['sensitivity']:g}C",
+            f"- sensitivity probe: one real image changed its unit's clipped gradient by up to "
+            f"{metrics['measured_sensitivity']:.3f}C (declared {metrics['sensitivity']:g}C"
+            f"{'; EXCEEDED' if metrics['sensitivity_violation'] else ''})",
             f"- verdict: {verdict}",
             *(
                 []

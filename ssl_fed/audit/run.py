@@ -28,12 +28,14 @@ from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 
 from ssl_fed.audit.canaries import (
     DiracCanaries,
+    group_pair_scores,
     input_canaries,
     likelihood_ratio_scores,
     make_dirac_canaries,
     rotation_loss_scores,
 )
 from ssl_fed.audit.guess import AuditOutcome, score_audit
+from ssl_fed.audit.sensitivity import exceeds, probe_site
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.privacy.dpsgd import DPSGDStep, PrivacyError
@@ -59,15 +61,30 @@ class AuditResult:
     sample_rate: float
     steps: int
     sensitivity: float
+    measured_sensitivity: float = 0.0
+
+    @property
+    def sensitivity_violation(self) -> bool:
+        """True when one real image changes its unit's clipped gradient by more than declared."""
+        return exceeds(self.measured_sensitivity, self.sensitivity)
 
     @property
     def violation(self) -> bool:
-        """True when the audit proves more leakage than the accountant allows: a privacy bug."""
-        return self.outcome.epsilon_lower > self.epsilon
+        """True when the audit proves more leakage than the accountant allows: a privacy bug.
+
+        Either the canaries prove ε_lower > ε, or the sensitivity probe
+        (:mod:`ssl_fed.audit.sensitivity`) measures a change above the declared sensitivity.
+        """
+        return self.outcome.epsilon_lower > self.epsilon or self.sensitivity_violation
 
 
 def _secret_generator() -> torch.Generator:
     return torch.Generator().manual_seed(secrets.randbits(63))
+
+
+def _probe_generator() -> torch.Generator:
+    """Return the sensitivity probe's generator (nothing secret: it measures, it is not scored)."""
+    return torch.Generator().manual_seed(0)
 
 
 def draw_coins(m: int, generator: torch.Generator) -> torch.Tensor:
@@ -84,8 +101,12 @@ def train_observed(
     dirac: DiracCanaries,
     coins: torch.Tensor,
     gen: torch.Generator,
+    paired: bool = False,
 ) -> torch.Tensor:
     """Run the schedule with the included canaries as units; return what the adversary saw.
+
+    ``paired``: group canaries (:func:`~ssl_fed.audit.canaries.group_pair_scores`), the
+    worst-case neighbour when the unit is a group of images.
 
     Each step, every included canary joins the step's units with probability q (Poisson, like
     every image). The adversary's view is each released noisy sum (``p.grad`` after Opacus adds
@@ -113,7 +134,10 @@ def train_observed(
         for batch in sampler:
             index = torch.as_tensor(batch, dtype=torch.long)
             draw = torch.rand(dirac.m, generator=gen) < schedule.sample_rate
-            step.extra_units = partial(dirac.rows, shapes, torch.nonzero(coins & draw).squeeze(1))
+            which = torch.nonzero(coins & draw).squeeze(1)
+            if paired:  # a group canary moves its group by 2C: two unit rows of +C each
+                which = torch.cat([which, which])
+            step.extra_units = partial(dirac.rows, shapes, which)
             views = task.make_views(data.images[index])
             unit_index, mask = form_units(len(index), plan, gen)
             step(gather_units(views, unit_index), mask)
@@ -143,14 +167,15 @@ def audit_white_box(
         raise PrivacyError("the audit tests a DP training: set privacy=dpsgd")
     sigma, sensitivity = engine.noise_multiplier(), plan.sensitivity
     assert sigma is not None and sensitivity is not None
+    measured = probe_site(task, data.images, plan, cfg.privacy.max_grad_norm, _probe_generator())
     shapes = {n: p.shape for n, p in step.named.items()}
     scale = CANARY_SCALE * cfg.privacy.max_grad_norm
     dirac = make_dirac_canaries(shapes, canaries, scale=scale, generator=gen)
     coins = draw_coins(canaries, gen)
-    observed = train_observed(step, data, cfg, plan, schedule, dirac, coins, gen)
-    scores = likelihood_ratio_scores(
-        observed, sample_rate=schedule.sample_rate, noise_std=sigma * sensitivity
-    )
+    paired = plan.kind == "group"
+    observed = train_observed(step, data, cfg, plan, schedule, dirac, coins, gen, paired)
+    score = group_pair_scores if paired else likelihood_ratio_scores
+    scores = score(observed, sample_rate=schedule.sample_rate, noise_std=sigma * sensitivity)
     outcome = score_audit(scores, coins, delta=cfg.privacy.delta, beta=beta)
     return AuditResult(
         "white-box",
@@ -160,6 +185,7 @@ def audit_white_box(
         schedule.sample_rate,
         schedule.steps,
         sensitivity,
+        measured,
     )
 
 
@@ -202,6 +228,7 @@ def audit_black_box(
         min(1.0, cfg.train.batch_size / len(audited)),
         result.steps,
         result.plan.sensitivity,
+        probe_site(task, data.images, result.plan, cfg.privacy.max_grad_norm, _probe_generator()),
     )
 
 

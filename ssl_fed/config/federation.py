@@ -34,6 +34,9 @@ def validate_sim(s: SimConfig) -> None:
     from ssl_fed.monitor.inject import parse_drift  # late: inject imports the config
 
     parse_drift(s.drift, s.num_sites, s.rounds)
+    from ssl_fed.attack import parse_attacks  # late: ssl_fed.attack imports the config
+
+    parse_attacks(list(s.attack), s.num_sites)
 
 
 def validate_aggregation(a: AggregationConfig) -> None:

@@ -161,7 +161,8 @@ class SimConfig:
     ``rounds`` is also the trainings each site's σ is calibrated for; ``sites_per_round=None``
     takes ``fraction`` x the sites whose budget allows the round; ``halt_after_round`` stops as
     if killed (to test ``resume=true``). ``drift`` / ``on_drift``: injected drift for the
-    monitor-level simulation (``python -m simulations.drift``, docs/monitoring.md).
+    monitor-level simulation (``python -m simulations.drift``, docs/monitoring.md). ``attack``:
+    malicious sites of the poisoning suite (:mod:`ssl_fed.attack`, docs/poisoning.md).
     """
 
     num_sites: int = 10
@@ -173,6 +174,7 @@ class SimConfig:
     halt_after_round: int | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     on_drift: str = "alert"
+    attack: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

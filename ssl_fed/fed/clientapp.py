@@ -92,6 +92,10 @@ def make_client_app(
 
                 raise PolicyDeclinedError(f"declined: policy (run {run_id})")
             delta, scalars = st.train_round(c, info, received, context, run_id, rnd)
+            if c.sim.attack and info.partition_id is not None:  # poisoning suite (simulation)
+                from ssl_fed.attack.hook import submitted_update
+
+                delta = submitted_update(c, info.label, delta, rnd)
         return Message(train_reply(delta, names, dict(scalars), layout(context)), reply_to=msg)
 
     return app

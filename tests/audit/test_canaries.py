@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ssl_fed.audit.canaries import (
+    group_pair_scores,
     likelihood_ratio_scores,
     make_dirac_canaries,
     rotation_loss_scores,
@@ -107,3 +108,15 @@ def test_black_box_scores_are_minus_the_rotation_loss():
 def test_black_box_refuses_a_task_without_rotation_loss():
     with pytest.raises(ValueError, match="rotation"):
         rotation_loss_scores(tiny_task("contrastive"), images(2).double())
+
+
+def test_group_pair_scores_by_hand():
+    # Prepare: q = 1, declared std s = 2: y = x / 2 has std 1, and the per-step ratio is
+    # (y - 1/2) / 1; steps x = 2, -1, 0.5 give 1/2 - 1 - 1/4 = -0.75
+    observed = torch.tensor([[2.0], [-1.0], [0.5]], dtype=torch.float64)
+
+    # Execute
+    got = group_pair_scores(observed, sample_rate=1.0, noise_std=2.0)
+
+    # Assert
+    assert got.tolist() == pytest.approx([-0.75])
