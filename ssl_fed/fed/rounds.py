@@ -76,8 +76,10 @@ class RoundRecord:
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
     """Return a site's reported scalars if all are whitelisted and finite, else ``None``."""
+    bit = metrics.get(ALARM)  # SecAgg's clear scalars arrive as floats: 1.0 is the bit 1
+    whole = {ALARM: int(bit)} if isinstance(bit, float) and bit.is_integer() else {}
     try:
-        check_scalars(metrics, allowed_fit_metrics(drift_alarm=True))
+        check_scalars(metrics | whole, allowed_fit_metrics(drift_alarm=True))
     except GuardError:
         return None
     return {k: float(v) for k, v in metrics.items()}
@@ -207,6 +209,8 @@ class SiteRounds:
             reported[self.label(node)] = scalars
         rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
         rec.drift_alarm = {s: int(m["drift-alarm"]) for s, m in reported.items() if ALARM in m}
+        for site in sorted(s for s, bit in rec.drift_alarm.items() if bit):  # sim.on_drift=alert
+            log.warning("round %d: site %s released a drift alarm", rec.round, site)
         if outcome.skipped is not None:
             log.info("round %d skipped, model unchanged: %s", rec.round, rec.skipped)
         if outcome.mean is None:
