@@ -208,7 +208,7 @@ class SiteRounds:
                 continue
             reported[self.label(node)] = scalars
         rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
-        rec.drift_alarm = {s: int(m["drift-alarm"]) for s, m in reported.items() if ALARM in m}
+        rec.drift_alarm = {s: int(m[ALARM]) for s, m in reported.items() if ALARM in m}
         for site in sorted(s for s, bit in rec.drift_alarm.items() if bit):  # sim.on_drift=alert
             log.warning("round %d: site %s released a drift alarm", rec.round, site)
         if outcome.skipped is not None:

@@ -93,17 +93,27 @@ def load_or_build_sketch(
     data: ImageDataset,
     window: int,
 ) -> tuple[ReferenceSketch, torch.nn.Module]:
-    """Return the site's sketch and monitor encoder; build both on first use (see module)."""
+    """Return the site's sketch and monitor encoder; build both on first use (see module).
+
+    A saved sketch for another window size or encoder architecture (another run's config) is
+    replaced, and the open SVT epoch with it (the next release opens and charges a new one).
+    """
     encoder = _encoder(cfg, data.channels)
     path = state_dir / SKETCH_FILE
     if path.exists():
         saved = torch.load(path, weights_only=True)
-        encoder.load_state_dict(saved["encoder"])
-        fields = saved["sketch"] | {
-            "fmap": FeatureMap(**saved["sketch"]["fmap"]),
-            "mean": saved["sketch"]["mean"].numpy(),
-        }
-        return ReferenceSketch(**fields), encoder
+        try:
+            encoder.load_state_dict(saved["encoder"])
+        except RuntimeError:  # another run's encoder architecture: a new reference
+            log.info("drift reference rebuilt: the run's encoder differs from the saved one")
+        else:
+            if int(saved["sketch"]["window"]) == window:
+                fields = saved["sketch"] | {
+                    "fmap": FeatureMap(**saved["sketch"]["fmap"]),
+                    "mean": saved["sketch"]["mean"].numpy(),
+                }
+                return ReferenceSketch(**fields), encoder
+        (state_dir / STATE_FILE).unlink(missing_ok=True)  # a new reference opens a new epoch
     encoder.load_state_dict(encoder_state())
     rows = np.random.default_rng().choice(len(data), size=window, replace=False)
     ref = _features(encoder, data.images[torch.as_tensor(rows)])

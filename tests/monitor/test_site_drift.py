@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssl_fed.config import load_config
+from ssl_fed.config import ConfigError, load_config
 from ssl_fed.data import ImageDataset
 from ssl_fed.fed.rounds import site_scalars
 from ssl_fed.models import build_model
@@ -15,7 +15,7 @@ from ssl_fed.monitor.inject import drifted_dataset, rotate
 from ssl_fed.monitor.report import federated_drift_records
 from ssl_fed.monitor.site import SKETCH_FILE, site_drift
 from ssl_fed.privacy.ledger import PrivacyLedger
-from ssl_fed.privacy.policy import SitePolicy
+from ssl_fed.privacy.policy import SitePolicy, simulation_policy
 from ssl_fed.site.rounds import declared_update
 
 TINY = ["encoder.width=8", "encoder.norm_groups=4", "encoder.proj_hidden=16", "encoder.proj_dim=8"]
@@ -32,8 +32,8 @@ def _images(n: int, drifted: bool, seed: int) -> ImageDataset:
     return ImageDataset(x.float(), torch.zeros(n, dtype=torch.long), "test")
 
 
-def _run(tmp_path: Path, policy: SitePolicy, rounds: list[bool], ledger=None):
-    cfg = load_config([*TINY, "data.public_size=128"])
+def _run(tmp_path: Path, policy: SitePolicy, rounds: list[bool], ledger=None, size=128):
+    cfg = load_config([*TINY, f"data.public_size={size}"])
     encoder = build_model(cfg.encoder, 1).encoder
     book = ledger or (lambda: PrivacyLedger(tmp_path, budget=policy.epsilon_budget, delta=1e-5))
     return [
@@ -57,6 +57,20 @@ def test_a_dp_alarm_site_charges_one_epoch_first_and_its_alarm_latches(tmp_path)
     ledger = PrivacyLedger(tmp_path)
     assert [(r.round, r.epsilon, r.mechanism) for r in ledger.releases] == [(1, EPS, "svt")]
     assert (tmp_path / SKETCH_FILE).is_file()
+
+
+def test_a_reference_for_other_sizes_is_rebuilt_and_opens_a_new_epoch(tmp_path):
+    # Prepare: a quiet round under windows of 64
+    policy = SitePolicy(epsilon_budget=20, drift_release="dp-alarm", drift_alarm_epsilon=EPS)
+    _run(tmp_path, policy, [False])
+
+    # Execute: the next run declares another size (windows of 32)
+    [(outgoing, _)] = _run(tmp_path, policy, [False], size=64)
+
+    # Assert: a new sketch, and its epoch charged anew (no stale noisy threshold reused)
+    saved = torch.load(tmp_path / SKETCH_FILE, weights_only=True)
+    assert saved["sketch"]["window"] == 32 and outgoing == {"drift-alarm": 0}
+    assert [r.epsilon for r in PrivacyLedger(tmp_path).releases] == [EPS, EPS]
 
 
 def test_a_release_the_budget_cannot_afford_is_not_made(tmp_path):
@@ -173,3 +187,23 @@ def test_the_monitor_report_reads_released_alarms_from_a_federated_run(tmp_path)
         (0, 3, 0, None),
         (1, 3, 1, "blur"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [("sim.drift_release=alarm", "sim.drift_release"), ("sim.drift_alarm_epsilon=0", "epsilon")],
+)
+def test_the_simulated_sites_drift_policy_is_validated(override, field):
+    # Execute / Assert: one clear error naming the field
+    with pytest.raises(ConfigError, match=field):
+        load_config([override])
+
+
+def test_the_simulated_sites_policy_is_the_operators_drift_choice():
+    # Execute
+    cfg = load_config(["sim.drift_release=dp-alarm", "sim.drift_alarm_epsilon=0.5"])
+    policy = simulation_policy(cfg)
+
+    # Assert
+    assert (policy.drift_release, policy.drift_alarm_epsilon) == ("dp-alarm", 0.5)
+    assert simulation_policy(load_config([])).drift_release == "none"
