@@ -32,6 +32,10 @@ def validate_sim(s: SimConfig) -> None:
     )
     require(s.on_drift == "alert", "sim.on_drift", s.on_drift, "use alert (adapt: not built yet)")
     from ssl_fed.monitor.inject import parse_drift  # late: inject imports the config
+    from ssl_fed.monitor.release import RELEASES
+
+    require(s.drift_release in RELEASES, "sim.drift_release", s.drift_release, f"use {RELEASES}")
+    require_finite_positive(s.drift_alarm_epsilon, "sim.drift_alarm_epsilon", "use ε > 0")
 
     parse_drift(s.drift, s.num_sites, s.rounds)
     from ssl_fed.attack import parse_attacks  # late: ssl_fed.attack imports the config

@@ -160,8 +160,9 @@ class SimConfig:
 
     ``rounds`` is also the trainings each site's σ is calibrated for; ``sites_per_round=None``
     takes ``fraction`` x the sites whose budget allows the round; ``halt_after_round`` stops as
-    if killed (to test ``resume=true``). ``drift`` / ``on_drift``: injected drift for the
-    monitor-level simulation (``python -m simulations.drift``, docs/monitoring.md). ``attack``:
+    if killed (to test ``resume=true``). ``drift`` / ``on_drift``: injected drift (federated
+    rounds and ``python -m simulations.drift``, docs/monitoring.md); ``drift_release`` /
+    ``drift_alarm_epsilon``: the simulated sites' policy for their drift monitor. ``attack``:
     malicious sites of the poisoning suite (:mod:`ssl_fed.attack`, docs/poisoning.md).
     """
 
@@ -174,6 +175,8 @@ class SimConfig:
     halt_after_round: int | None = None
     drift: list[dict[str, Any]] = field(default_factory=list)
     on_drift: str = "alert"
+    drift_release: str = "none"
+    drift_alarm_epsilon: float = 0.25
     attack: list[dict[str, Any]] = field(default_factory=list)
 
 

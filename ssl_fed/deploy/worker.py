@@ -104,7 +104,7 @@ class SiteWorker:
         info = self.node.site_info(cfg, self.node_config)
         if kind == "declared":
             channels = self.node.site_data(cfg, info).channels
-            return self.rounds.declared_update(cfg, channels)
+            return self.rounds.declared_update(cfg, channels, self.policy)
         if kind == "query":
             run_id, rnd = args
             refusals = self.refusals(cfg, info, run_id)
@@ -120,7 +120,9 @@ class SiteWorker:
                     f"declined: policy ({', '.join(r.code for r in refusals)})"
                 )
             kept = self.heads.get(run_id)
-            result = self.rounds.train_site_round(cfg, info, received, kept, run_id, rnd)
+            result = self.rounds.train_site_round(
+                cfg, info, received, kept, run_id, rnd, self.policy
+            )
             if result.heads is not None:
                 self.heads[run_id] = result.heads
             return result.delta, result.scalars

@@ -91,7 +91,8 @@ def make_client_app(
                 from ssl_fed.fed.policy import PolicyDeclinedError
 
                 raise PolicyDeclinedError(f"declined: policy (run {run_id})")
-            delta, scalars = st.train_round(c, info, received, context, run_id, rnd)
+            policy = _local_policy(context, c)
+            delta, scalars = st.train_round(c, info, received, context, run_id, rnd, policy)
             if c.sim.attack and info.partition_id is not None:  # poisoning suite (simulation)
                 from ssl_fed.attack.hook import submitted_update
 
@@ -139,9 +140,9 @@ def _declared_of(config_of: ConfigOf) -> Callable[[Context], Declared]:
 
         c = config_of(context)
         channels = st.site_data(c, st.site_info(c, dict(context.node_config))).channels
-        key = f"{c.encoder}|{c.task}|{c.aggregation.share_heads}|{channels}"
+        key = f"{c.encoder}|{c.task}|{c.aggregation.share_heads}|{channels}|{c.sim}"
         if key not in facts:
-            facts[key] = st.declared_update(c, channels)
+            facts[key] = st.declared_update(c, channels, _local_policy(context, c))
         return facts[key]
 
     return declared

@@ -38,6 +38,7 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import GuardError, allowed_fit_metrics, check_query_reply, check_scalars
 from ssl_fed.fed.layout import RoundOutcome
 from ssl_fed.fed.secagg_driver import send_and_receive
+from ssl_fed.monitor.drift import ALARM_KEY as ALARM
 
 log = logging.getLogger("ssl_fed.server")
 QUERY_RECORD = "budget-query"
@@ -69,12 +70,16 @@ class RoundRecord:
     unidentified_silent: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clipped: int | None = None
+    drift_alarm: dict[int, int] = field(default_factory=dict)
+    """The ``drift-alarm`` bits sites released this round (``dp-alarm`` policies only)."""
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
     """Return a site's reported scalars if all are whitelisted and finite, else ``None``."""
+    bit = metrics.get(ALARM)  # SecAgg's clear scalars arrive as floats: 1.0 is the bit 1
+    whole = {ALARM: int(bit)} if isinstance(bit, float) and bit.is_integer() else {}
     try:
-        check_scalars(metrics, allowed_fit_metrics())
+        check_scalars(metrics | whole, allowed_fit_metrics(drift_alarm=True))
     except GuardError:
         return None
     return {k: float(v) for k, v in metrics.items()}
@@ -203,6 +208,9 @@ class SiteRounds:
                 continue
             reported[self.label(node)] = scalars
         rec.epsilon = {s: m["epsilon"] for s, m in reported.items() if "epsilon" in m}
+        rec.drift_alarm = {s: int(m[ALARM]) for s, m in reported.items() if ALARM in m}
+        for site in sorted(s for s, bit in rec.drift_alarm.items() if bit):  # sim.on_drift=alert
+            log.warning("round %d: site %s released a drift alarm", rec.round, site)
         if outcome.skipped is not None:
             log.info("round %d skipped, model unchanged: %s", rec.round, rec.skipped)
         if outcome.mean is None:

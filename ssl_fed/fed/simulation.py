@@ -137,11 +137,6 @@ def run_federation(cfg: RootConfig) -> dict[str, Any]:
     from ssl_fed.privacy.distributed.checks import require_flower_support
 
     require_flower_support(cfg)
-    if cfg.sim.drift:
-        raise ConfigError(
-            "sim.drift is not injected into federated rounds yet: run the monitor-level "
-            "simulation `python -m simulations.drift OUT_DIR sim.drift=...` (docs/monitoring.md)"
-        )
     os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")

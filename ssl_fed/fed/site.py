@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, Context
 
 from ssl_fed.config import RootConfig
 from ssl_fed.fed import arrays as fa
+from ssl_fed.privacy.policy import SitePolicy
 from ssl_fed.site.node import SiteInfo, declared_size, site_config, site_data, site_info
 from ssl_fed.site.rounds import (
     SITE_METRICS_FILE,
@@ -50,14 +51,16 @@ def train_round(
     context: Context,
     run_id: str,
     round: int,
+    policy: SitePolicy | None = None,
 ) -> tuple[list[fa.NDArray], dict[str, float]]:
     """Train one round (:func:`~ssl_fed.site.rounds.train_site_round`); return (delta, scalars).
 
-    The site's kept heads come from and go back to ``context.state`` (per node, across rounds).
+    The site's kept heads come from and go back to ``context.state`` (per node, across rounds);
+    ``policy`` is the site's own (its drift monitor's release).
     """
     records = context.state.array_records
     kept = records[HEADS_RECORD].to_torch_state_dict() if HEADS_RECORD in records else None
-    result = train_site_round(cfg, info, received, kept, run_id, round)
+    result = train_site_round(cfg, info, received, kept, run_id, round, policy)
     if result.heads is not None:
         records[HEADS_RECORD] = ArrayRecord(result.heads)
     return result.delta, result.scalars

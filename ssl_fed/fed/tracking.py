@@ -49,6 +49,7 @@ from ssl_fed.fed.aggregators import build_aggregator
 from ssl_fed.fed.progress import RoundProgress, emit, summary_table
 from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
+from ssl_fed.monitor.report import drift_scalars
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
 from ssl_fed.tasks.units import unit_label
 from ssl_fed.train.job import write_atomic
@@ -183,6 +184,9 @@ class RunTracker:
             w.add_scalar(f"{prefix}/knn", self.report["knn_accuracy"], r)
             for tag, value in slice_scalars(self.report).items():
                 w.add_scalar(f"{prefix}/{tag}", value, r)
+        if rec.drift_alarm:  # per-site drift alarms as released (docs/monitoring.md)
+            for tag, value in drift_scalars(rec.drift_alarm).items():
+                w.add_scalar(tag, value, r)
         site_local = self.site_local_losses(r)
         for name, value in site_local.items():
             w.add_scalar(f"site_local/loss/{name}", value, r)

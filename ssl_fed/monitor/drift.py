@@ -122,6 +122,19 @@ class DriftMonitor:
         self._rr = RandomizedResponse(epsilon)
         self.latched = False
 
+    def state(self) -> dict[str, Any]:
+        """Return what must survive between rounds: the latch and the open epoch's threshold.
+
+        The noisy threshold is secret noise: keep it at the site (beside its ledger).
+        """
+        return {"latched": self.latched, "noisy_threshold": self._svt.noisy_threshold}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Resume from :meth:`state` (the same epoch goes on: no new ε is charged for it)."""
+        self.latched = bool(state["latched"])
+        nt = state["noisy_threshold"]
+        self._svt.noisy_threshold = None if nt is None else float(nt)
+
     def reset(self) -> None:
         """Re-arm a latched SVT alarm (the operator rebuilt the reference or acknowledged it)."""
         self.latched = False
@@ -149,7 +162,7 @@ class DriftMonitor:
         except BudgetExceededError:
             return DriftReading(round, s, alarm, None, 0.0)
         self.latched = self.mechanism == "svt" and bit == 1
-        return DriftReading(round, s, alarm, bit, sum(spent))
+        return DriftReading(round, s, alarm, bit, float(sum(spent)))
 
 
 def monitor_for_site(

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from ssl_fed.config import ConfigError
+
+if TYPE_CHECKING:
+    from ssl_fed.config import RootConfig
+    from ssl_fed.data import ImageDataset
 
 DRIFT_KINDS = ("rotate", "blur", "contrast", "class_prior", "domain")
 
@@ -137,3 +141,38 @@ def apply_drift(
     if spec.kind == "contrast":
         return contrast(window, spec.strength)
     return domain(window, spec.strength, g)
+
+
+def drifted_dataset(cfg: RootConfig, site: int, data: ImageDataset, round: int) -> ImageDataset:
+    """Return a simulated site's images in ``round`` under ``sim.drift`` (``data`` if none).
+
+    The drift in force (:func:`active_drift`) is applied to every image of the site, training
+    and monitor alike, with a generator seeded from ``sim.seed`` and the site, so the drifted set
+    is the same in every round the drift lasts. ``class_prior`` keeps every image of the lower
+    half of the classes and a ``1 - strength`` fraction of the others (no duplicated rows, so
+    one image stays one privacy unit); ``domain`` replaces a ``strength`` fraction of the images.
+    Simulation only: a deployed site's data drifts by itself.
+    """
+    spec = active_drift(parse_drift(cfg.sim.drift, cfg.sim.num_sites, cfg.sim.rounds), site, round)
+    if spec is None:
+        return data
+    g = torch.Generator().manual_seed(cfg.sim.seed * 1000 + site)
+    images = data.images
+    if spec.kind == "class_prior":
+        if data.labels is None:
+            raise ConfigError(f"sim.drift: class_prior on site {site} needs labelled data")
+        classes = torch.unique(data.labels)
+        low = torch.isin(data.labels, classes[: max(1, classes.numel() // 2)])
+        keep = low | (torch.rand(len(data), generator=g) < 1.0 - spec.strength)
+        rows = torch.nonzero(keep).flatten()
+        persons = None if data.persons is None else tuple(data.persons[i] for i in rows.tolist())
+        return replace(data, images=images[rows], labels=data.labels[rows], persons=persons)
+    if spec.kind == "rotate":
+        out = rotate(images, spec.strength)
+    elif spec.kind == "blur":
+        out = blur(images, spec.strength)
+    elif spec.kind == "contrast":
+        out = contrast(images, spec.strength)
+    else:
+        out = domain(images, spec.strength, g)
+    return replace(data, images=out.contiguous())

@@ -1,8 +1,10 @@
 """``ssl-fed monitor OUT_DIR``: the drift and slice report of a finished or running run.
 
 Reads ``OUT_DIR/drift.jsonl`` (one line per site and round, written by the monitor-level
-simulation, :mod:`simulations.drift`) and ``OUT_DIR/metrics.json`` (its ``slices`` and
-``reliability``, written by ``ssl-fed simulate`` or ``train-local``), prints a text report and
+simulation, :mod:`simulations.drift`) or, for a federated run (``ssl-fed simulate``), the
+``drift_alarm`` bits the server received each round (``metrics.json`` ``history``), and
+``OUT_DIR/metrics.json`` (its ``slices`` and ``reliability``, written by ``ssl-fed simulate``
+or ``train-local``), prints a text report and
 writes ``OUT_DIR/monitor.png`` (alarms per site and round) and ``OUT_DIR/reliability.png``.
 
 The alarm a summary counts is the server's view: the released bit under ``dp-alarm`` and the
@@ -113,6 +115,54 @@ def plot_alarms(records: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def federated_drift_records(out_dir: Path, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return a federated run's released alarms (``metrics.json`` history) as drift records.
+
+    The server sees only released bits; which site-rounds carried injected drift comes from the
+    run's own ``config.yaml`` (``sim.drift``, the simulation operator's plan).
+    """
+    from ssl_fed.monitor.inject import DriftSpec, active_drift
+
+    specs: list[DriftSpec] = []
+    config = out_dir / "config.yaml"
+    if config.exists():
+        import yaml
+
+        sim = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("sim") or {}
+        specs = [DriftSpec(**d) for d in sim.get("drift") or []]
+    records = []
+    for h in metrics.get("history", []):
+        for site, bit in sorted((h.get("drift_alarm") or {}).items(), key=lambda kv: int(kv[0])):
+            spec = active_drift(specs, int(site), int(h["round"]))
+            records.append(
+                {
+                    "site": int(site),
+                    "round": int(h["round"]),
+                    "released": int(bit),
+                    "local_alarm": False,
+                    "drift": None if spec is None else spec.kind,
+                }
+            )
+    return records
+
+
+def _federated_lines(out_dir: Path, metrics: dict[str, Any]) -> list[str]:
+    records = federated_drift_records(out_dir, metrics)
+    if not records:
+        return []
+    s = summarize(records, latched=True)
+    lines = [
+        "drift alarms released in federated rounds (dp-alarm, as the server saw them):",
+        f"false alarms: {s['false_alarms']} / {s['quiet_site_rounds']} quiet site-rounds",
+    ]
+    for site, delay in s["detection_delay"].items():
+        seen = f"detected after {delay} round(s)" if delay else "not detected"
+        lines.append(f"site {site}: drift {seen}")
+    lines.append("alarm ε: in each site's ledger (release records; epsilon_per_site includes it)")
+    lines.append(f"plot: {plot_alarms(records, out_dir / 'monitor.png')}")
+    return lines
+
+
 def report_lines(out_dir: Path) -> list[str]:
     """Build the text report and write the PNGs; raise :class:`DataError` if there is nothing."""
     from ssl_fed.eval.slices import reliability_diagram
@@ -135,6 +185,8 @@ def report_lines(out_dir: Path) -> list[str]:
     metrics_path = out_dir / "metrics.json"
     if metrics_path.exists():
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        if not (out_dir / DRIFT_LOG).exists():
+            lines += _federated_lines(out_dir, metrics)
         slices = metrics.get("slices")
         if slices:
             lines.append("slices (linear probe, all labels):")

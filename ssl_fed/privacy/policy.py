@@ -205,6 +205,8 @@ def simulation_policy(cfg: RootConfig) -> SitePolicy:
         privacy_unit=pr.unit,
         noise_modes=(pr.noise,),
         min_noisy_sites=1,
+        drift_release=cfg.sim.drift_release,
+        drift_alarm_epsilon=cfg.sim.drift_alarm_epsilon,
     )
 
 

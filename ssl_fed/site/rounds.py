@@ -18,6 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.models import SSLModel, build_model
 from ssl_fed.privacy.engine import PrivacyEngine, build_engine, engine_class
 from ssl_fed.privacy.ledger import PrivacyLedger
+from ssl_fed.privacy.policy import SitePolicy
 from ssl_fed.site import node
 from ssl_fed.site.node import SiteInfo
 from ssl_fed.tasks import build_task
@@ -50,13 +52,19 @@ class SiteRound:
     """The local heads' weights for the next round (``None`` when the heads are federated)."""
 
 
-def declared_update(cfg: RootConfig, channels: int) -> tuple[list[fa.ArraySpec], frozenset[str]]:
-    """Return the update arrays and whitelisted metric names a site may send (for the guard)."""
+def declared_update(
+    cfg: RootConfig, channels: int, policy: SitePolicy | None = None
+) -> tuple[list[fa.ArraySpec], frozenset[str]]:
+    """Return the update arrays and whitelisted metric names a site may send (for the guard).
+
+    ``drift-alarm`` is on the list only when the site's own ``policy`` says ``dp-alarm``.
+    """
     from ssl_fed.fed.guard import allowed_fit_metrics
+    from ssl_fed.monitor.site import drift_alarm_allowed
 
     model = build_model(cfg.encoder, channels)
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
-    return specs, allowed_fit_metrics()
+    return specs, allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
 
 
 def _open_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger:
@@ -115,14 +123,22 @@ def train_site_round(
     heads: dict[str, torch.Tensor] | None,
     run_id: str,
     round: int,
+    policy: SitePolicy | None = None,
 ) -> SiteRound:
     """Train one round from the received global weights (and the site's kept ``heads``).
 
     Under DP the engine draws Poisson sampling and noise from OS entropy (never from the public
-    ``train.seed``), so an observer cannot regenerate the noise.
+    ``train.seed``), so an observer cannot regenerate the noise. After training, the drift
+    monitor runs if the site's ``policy`` asks for it (:mod:`ssl_fed.monitor.site`); a
+    simulated site's images carry the drift of ``sim.drift``
+    (:func:`~ssl_fed.monitor.inject.drifted_dataset`).
     """
     cfg = node.site_config(cfg, info)
     data = node.site_data(cfg, info)
+    if info.partition_id is not None and cfg.sim.drift:
+        from ssl_fed.monitor.inject import drifted_dataset
+
+        data = drifted_dataset(cfg, info.label, data, round)
     engine = site_engine(cfg, info, data, run_id)
     if engine.already_charged(round):
         raise RuntimeError(f"round {round} of run {run_id} was already charged here")
@@ -143,17 +159,47 @@ def train_site_round(
             biggest,
             cfg.aggregation.clipping_range,
         )
-    record_round(info, run_id, round, result.losses, result.steps)
     scalars = engine.public_scalars()
+    alarm, drift = _drift(cfg, info, policy, data, received, run_id, round)
+    record_round(info, run_id, round, result.losses, result.steps, drift)
+    scalars |= alarm
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return SiteRound(delta, scalars, None if share else local_heads(model))
 
 
+def _drift(
+    cfg: RootConfig,
+    info: SiteInfo,
+    policy: SitePolicy | None,
+    data: ImageDataset,
+    received: list[fa.NDArray],
+    run_id: str,
+    round: int,
+) -> tuple[dict[str, int], dict[str, Any] | None]:
+    """Run the site's drift monitor (:func:`ssl_fed.monitor.site.site_drift`) for this round."""
+    from ssl_fed.monitor.site import site_drift
+
+    def encoder_state() -> dict[str, torch.Tensor]:
+        model = build_model(cfg.encoder, data.channels)
+        fa.load_arrays(model, received, cfg.aggregation.share_heads)
+        return model.encoder.state_dict()
+
+    ledger = partial(_open_ledger, cfg, info)
+    return site_drift(cfg, info.state_dir, policy, data, encoder_state, ledger, run_id, round)
+
+
 def record_round(
-    info: SiteInfo, run_id: str, round: int, losses: dict[str, float], steps: int
+    info: SiteInfo,
+    run_id: str,
+    round: int,
+    losses: dict[str, float],
+    steps: int,
+    drift: dict[str, Any] | None = None,
 ) -> None:
-    """Append the round's losses to the site-local ``site_metrics.jsonl`` (never sent)."""
+    """Append the round's losses (and drift reading) to ``site_metrics.jsonl`` (never sent)."""
     info.state_dir.mkdir(parents=True, exist_ok=True)
-    line = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    line: dict[str, Any] = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    if drift is not None:
+        line["drift"] = drift
     with (info.state_dir / SITE_METRICS_FILE).open("a") as f:
         f.write(json.dumps(line) + "\n")
