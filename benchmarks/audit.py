@@ -10,7 +10,8 @@ off while the ledger records the calibrated σ (the audit must flag it where the
 Every ε comes from the site's ledger. Rows are appended to ``<out>/audit_rows.json`` as they finish.
 
 Usage: nice -n 10 python benchmarks/audit.py [--out outputs/bench-audit] [--epsilons 8 3 1]
-       [--tasks contrastive joint] [--kinds white-box] [--no-selftests] [--section NAME] [--record]
+       [--tasks contrastive joint] [--kinds white-box] [--no-selftests] [--persons M]
+       [--section NAME] [--record]
 """
 
 from __future__ import annotations
@@ -42,12 +43,20 @@ CANARIES = 1000
 BETA = 0.05
 
 
+def row_name(task: str, eps: float, kind: str, bug: str | None, persons: int | None) -> str:
+    """A row's key in ``audit_rows.json``."""
+    unit = f"-person{persons}" if persons else ""
+    return f"{kind}-{task}-eps{eps:g}{unit}" + (f"-{bug}" if bug else "")
+
+
 def audit_row(
-    out: Path, task: str, eps: float, kind: str, bug: str | None = None
+    out: Path, task: str, eps: float, kind: str, bug: str | None = None, persons: int | None = None
 ) -> dict[str, Any]:
-    name = f"{kind}-{task}-eps{eps:g}" + (f"-{bug}" if bug else "")
+    name = row_name(task, eps, kind, bug, persons)
+    per_person = ["privacy.unit=person", f"data.synthetic_persons={persons}"] if persons else []
     cfg = load_config(
         [
+            *per_person,
             f"task={task}",
             f"privacy.target_epsilon={eps}",
             "train.progress=false",
@@ -76,6 +85,7 @@ def audit_row(
         "row": name,
         "kind": kind,
         "task": task,
+        "unit": f"person (M={persons})" if persons else "image",
         "bug": bug,
         "target_epsilon": eps,
         "epsilon": round(metrics["epsilon"], 3),
@@ -171,6 +181,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def unit(row: dict[str, Any]) -> str:
+    """`` / person (M=5)`` for a person-unit row, else nothing."""
+    return f" / {row['unit']}" if row.get("unit", "image") != "image" else ""
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| audit | task | bug | ε (ledger) | ε_lower | ideal ε_lower | ceiling | correct/guesses "
@@ -179,7 +194,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r['kind']} | {r['task']} | {r['bug'] or '-'} | {r['epsilon']} | "
+            f"| {r['kind']} | {r['task']}{unit(r)} | {r['bug'] or '-'} | {r['epsilon']} | "
             f"{r['epsilon_lower']} | {r.get('ideal', '-')} | {r['ceiling']} | "
             f"{r['correct']}/{r['guesses']} | {r['sigma']} | {r['q']} | {r['steps']} | "
             f"{r.get('measured_sensitivity', '-')} / {r['sensitivity']} | {r['violation']} | "
@@ -248,6 +263,9 @@ def main() -> None:
     parser.add_argument("--epsilons", type=float, nargs="+", default=[8.0, 3.0, 1.0])
     parser.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS))
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    parser.add_argument(
+        "--persons", type=int, default=None, help="privacy.unit=person, M images per person"
+    )
     parser.add_argument("--no-selftests", action="store_true", help="skip the no-noise rows")
     parser.add_argument("--section", default="audit", help="RESULTS.md section to (re)write")
     parser.add_argument("--record", action="store_true", help="write RESULTS.md (and the plot)")
@@ -258,10 +276,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = json.loads(done_file.read_text()) if done_file.exists() else []
     done = {r["row"] for r in rows}
     for task, eps, kind, bug in plan(args.epsilons, args.tasks, args.kinds, not args.no_selftests):
-        name = f"{kind}-{task}-eps{eps:g}" + (f"-{bug}" if bug else "")
-        if name in done:
+        if row_name(task, eps, kind, bug, args.persons) in done:
             continue
-        rows.append(audit_row(out, task, eps, kind, bug))
+        rows.append(audit_row(out, task, eps, kind, bug, args.persons))
         done_file.write_text(json.dumps(rows, indent=2))
         print(json.dumps(rows[-1]), flush=True)
     if args.record:
