@@ -250,7 +250,8 @@ def record(rows: list[dict[str, Any]], section: str) -> None:
         f"m = {CANARIES} canaries, confidence {1 - BETA:.0%}. 'ideal ε_lower': the same "
         "audit on a simulated mechanism that is exactly what the accountant assumes "
         "(mean and range over 5 seeds). 'measured sens.': the sensitivity probe's largest "
-        "change of one image, in C (a lower bound on the true sensitivity).\n\n"
+        "change of one privacy unit (image or person), in C (a lower bound on the true "
+        "sensitivity).\n\n"
         f"{table(rows)}\n\n{targets(rows)}\n"
         + ("\nPlot: `benchmarks/audit.png`\n" if section == "audit" else "")
     )
