@@ -9,6 +9,11 @@ step. The adversary (the server's view with one site) sees every released noisy 
 canary ``i`` by the likelihood ratio of the Poisson-subsampled Gaussian mechanism the accountant
 assumes, evaluated on ``<s_i e_{j_i}, noisy sum_t> / C`` over the steps ``t``.
 
+Person units (``privacy.unit=person``): a canary is a *person*. White-box: the person's image
+rows (each the same Dirac direction) are summed into one unit before the clip
+(:meth:`DiracCanaries.rows`). Black-box: a canary person owns several out-of-distribution images
+and is scored by their mean score (:func:`person_scores`).
+
 Black-box: out-of-distribution images (procedural ``dead_leaves``, :mod:`ssl_fed.data.synthetic`)
 appended to the site's data; the score is minus the rotation loss of the final model on the
 canary's 4 rotations (members are fit better), as in the paper's input-space audit.
@@ -40,14 +45,21 @@ class DiracCanaries:
         """Number of canaries."""
         return int(self.index.shape[0])
 
-    def rows(self, shapes: dict[str, torch.Size], which: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Gradient rows ``{name: [k, *shape]}`` of the canaries ``which`` (positions in 0..m)."""
+    def rows(
+        self, shapes: dict[str, torch.Size], which: torch.Tensor, images: int = 1
+    ) -> dict[str, torch.Tensor]:
+        """Gradient rows ``{name: [k, *shape]}`` of the canaries ``which`` (positions in 0..m).
+
+        ``images``: each canary is a *person* of that many images, each image's gradient row
+        ``scale · s_i · e_{j_i}``; the person's rows are summed into its one unit (what
+        ``privacy.unit=person`` does before the clip), so the step still clips it to C.
+        """
         k = int(which.shape[0])
-        out = {n: torch.zeros(k, *shape) for n, shape in shapes.items()}
-        for row, i in enumerate(which.tolist()):
+        out = {n: torch.zeros(k * images, *shape) for n, shape in shapes.items()}
+        for row, i in enumerate(which.repeat_interleave(images).tolist()):
             flat = out[self.names[i]][row].view(-1)
             flat[int(self.index[i])] = self.scale * float(self.sign[i])
-        return out
+        return {n: r.view(k, images, *r.shape[1:]).sum(1) for n, r in out.items()}
 
     def read(self, grads: dict[str, torch.Tensor]) -> torch.Tensor:
         """Each canary's signed coordinate of the released vector ``grads``: ``[m]``."""
@@ -124,6 +136,24 @@ def input_canaries(m: int, *, image_size: int, channels: int, seed: int) -> torc
 
     data = generate_synthetic("dead_leaves", m, image_size=image_size, channels=channels, seed=seed)
     return data.images
+
+
+def person_input_canaries(
+    m: int, images: int, *, image_size: int, channels: int, seed: int
+) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """``m`` canary persons of ``images`` out-of-distribution images each, and their ids.
+
+    Ids are ``canary-<i>`` (valid person ids, :mod:`ssl_fed.data.persons`); images
+    ``[m * images, C, S, S]``, person ``i`` owning rows ``i*images .. (i+1)*images - 1``.
+    """
+    data = input_canaries(m * images, image_size=image_size, channels=channels, seed=seed)
+    ids = tuple(f"canary-{i // images:06d}" for i in range(m * images))
+    return data, ids
+
+
+def person_scores(image_scores: torch.Tensor, images: int) -> torch.Tensor:
+    """Score each canary person by the mean of its ``images`` images' scores: ``[m]``."""
+    return image_scores.view(-1, images).mean(dim=1)
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(f"wrote {cfg.out}/metrics.json and {cfg.out}/audit.md")
     if metrics["violation"]:
         why = (
-            f"one image changed its unit's clipped gradient by "
+            f"one {metrics.get('privacy_unit', 'image')} changed its unit's clipped gradient by "
             f"{metrics['measured_sensitivity']:.3f}C, above the declared "
             f"{metrics['sensitivity']:g}C"
             if metrics.get("sensitivity_violation")

@@ -30,6 +30,7 @@ def audit_metrics(result: AuditResult, cfg: RootConfig, run_id: str) -> dict[str
         "run_id": run_id,
         "kind": result.kind,
         "task": cfg.task.name,
+        "privacy_unit": cfg.privacy.unit,
         "epsilon": result.epsilon,
         "epsilon_lower": result.outcome.epsilon_lower,
         "epsilon_ceiling": result.outcome.ceiling,
@@ -68,7 +69,9 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
             f"- mechanism: σ = {metrics['noise_multiplier']:.4f}, "
             f"q = {metrics['sample_rate']:.4f}, "
             f"{metrics['steps']} steps, sensitivity {metrics['sensitivity']:g}C",
-            f"- sensitivity probe: one real image changed its unit's clipped gradient by up to "
+            f"- privacy unit: {metrics.get('privacy_unit', 'image')} (ε and ε_lower are per unit)",
+            f"- sensitivity probe: one real {metrics.get('privacy_unit', 'image')} changed its "
+            "unit's clipped gradient by up to "
             f"{metrics['measured_sensitivity']:.3f}C (declared {metrics['sensitivity']:g}C"
             f"{'; EXCEEDED' if metrics['sensitivity_violation'] else ''})",
             f"- verdict: {verdict}",

@@ -19,6 +19,34 @@ from ssl_fed.config import RootConfig, load_config
 RunConfigValue = bool | int | float | str
 
 
+def hydra_value(value: Any) -> str:
+    """Write ``value`` in Hydra's override grammar (the inverse of its parser, for our types).
+
+    Dict keys stay bare (``{site: 2}``): Hydra rejects quoted keys, so JSON (``{"site": 2}``)
+    cannot carry a list of dicts such as ``sim.attack``. Strings are JSON-quoted (Hydra accepts
+    double-quoted strings with the same escapes), so ``"1"`` stays a string.
+
+    Raises
+    ------
+    ValueError
+        For a dict key that is not a plain identifier (no config field uses one).
+    """
+    if isinstance(value, dict):
+        for key in value:
+            if not (isinstance(key, str) and key.isidentifier()):
+                raise ValueError(f"run config: dict key {key!r} is not a plain identifier")
+        return "{" + ", ".join(f"{k}: {hydra_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(hydra_value(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
 def _flatten(prefix: str, value: Any, out: dict[str, RunConfigValue]) -> None:
     if isinstance(value, dict):
         for key, sub in value.items():
@@ -26,22 +54,36 @@ def _flatten(prefix: str, value: Any, out: dict[str, RunConfigValue]) -> None:
     elif value is None:
         out[prefix] = "null"
     elif isinstance(value, list):
-        out[prefix] = json.dumps(value)
+        out[prefix] = hydra_value(value)
     else:
         out[prefix] = value
 
 
 def to_run_config(cfg: RootConfig) -> dict[str, RunConfigValue]:
-    """Flatten ``cfg`` to dotted keys; ``None`` becomes ``"null"``, lists become JSON strings."""
+    """Flatten ``cfg`` to dotted keys; ``None`` becomes ``"null"``, lists Hydra-grammar strings.
+
+    Lists are written by :func:`hydra_value`, so a list of dicts (``sim.attack``, ``sim.drift``)
+    survives ``flwr run``'s flat run config and the Hydra overrides built from it.
+    """
     out: dict[str, RunConfigValue] = {}
     _flatten("", asdict(cfg), out)
     return out
 
 
+def _list_override(text: str) -> str:
+    """Return a list value in Hydra grammar (JSON with quoted keys is re-encoded)."""
+    try:
+        return hydra_value(json.loads(text))
+    except (json.JSONDecodeError, ValueError):
+        return text
+
+
 def _override(key: str, value: RunConfigValue) -> str:
     if isinstance(value, bool):
         return f"{key}={str(value).lower()}"
-    if isinstance(value, str) and value != "null" and not value.startswith("["):
+    if isinstance(value, str) and value.startswith("["):
+        return f"{key}={_list_override(value)}"
+    if isinstance(value, str) and value != "null":
         return f"{key}={json.dumps(value)}"
     return f"{key}={value}"
 

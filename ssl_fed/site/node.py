@@ -170,4 +170,5 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
     if info.partition_id is None:
         return train
     assert info.num_partitions is not None
-    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions)
+    persons = cfg.data if cfg.privacy.unit == "person" else None  # split by person (issue 17)
+    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions, persons)

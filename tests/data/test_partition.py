@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssl_fed.config import PartitionConfig
+from ssl_fed.config import DataConfig, PartitionConfig
 from ssl_fed.data import DataError, ImageDataset, load_partition, partition_dataset
+from ssl_fed.data.persons import synthetic_persons
 
 
 def _dataset(n_per_class: int = 30, classes: int = 5, labelled: bool = True) -> ImageDataset:
@@ -84,3 +85,49 @@ def test_load_partition_caches_the_split() -> None:
     assert _ids(first) == _ids(partition_dataset(data, cfg, 3)[1])
     with pytest.raises(DataError, match="out of range"):
         load_partition(data, cfg, 3, 3)
+
+
+def _persons(data: ImageDataset, per_person: int) -> ImageDataset:
+    """Person ``k`` owns images ``per_person*k .. per_person*(k+1)-1`` (labels mixed within)."""
+    ids = tuple(f"p{i // per_person:03d}" for i in range(len(data)))
+    return ImageDataset(data.images, data.labels, data.source, ids)
+
+
+@pytest.mark.parametrize("kind", ["iid", "dirichlet"])
+def test_person_ids_keep_each_person_at_one_site(kind: str) -> None:
+    # Prepare: 150 images, persons of 4 (the last of 2), persons straddling the class blocks
+    data = _persons(_dataset(), 4)
+    cfg = PartitionConfig(kind=kind, alpha=0.5, seed=1)
+    # Execute
+    sites = partition_dataset(data, cfg, 4)
+    # Assert: every image once; each person's ids at exactly one site, all of their images there
+    ids = [i for s in sites for i in _ids(s)]
+    assert sorted(ids) == list(range(150))
+    site_of: dict[str, set[int]] = {}
+    for k, s in enumerate(sites):
+        assert s.persons is not None
+        assert all(s.persons[j] == f"p{i // 4:03d}" for j, i in enumerate(_ids(s)))
+        for person in s.persons:
+            site_of.setdefault(person, set()).add(k)
+    assert len(site_of) == 38 and all(len(v) == 1 for v in site_of.values())
+
+
+def test_too_few_persons_for_the_sites_is_refused() -> None:
+    with pytest.raises(DataError, match=r"38 persons .* into 39 sites"):
+        partition_dataset(_persons(_dataset(), 4), PartitionConfig(kind="iid"), 39)
+
+
+def test_load_partition_gives_synthetic_persons_over_the_pooled_data() -> None:
+    # Prepare: synthetic persons of 5 images, drawn over the pooled 150 images
+    data = _dataset()
+    persons = DataConfig(synthetic_persons=5, seed=7)
+    # Execute
+    sites = [load_partition(data, PartitionConfig(kind="iid"), k, 3, persons) for k in range(3)]
+    # Assert: the ids of synthetic_persons over all 150 images, every person whole at one site
+    truth = synthetic_persons(150, 5, 7)
+    for s in sites:
+        assert s.persons is not None
+        assert list(s.persons) == [truth[i] for i in _ids(s)]
+    owners = [set(s.persons or ()) for s in sites]
+    assert sum(len(o) for o in owners) == 30 and not (owners[0] & owners[1])
+    assert all(len(s) == 5 * len(o) for s, o in zip(sites, owners, strict=True))
