@@ -69,6 +69,8 @@ class RoundRecord:
     unidentified_silent: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     clipped: int | None = None
+    ddp: dict[str, float] = field(default_factory=dict)
+    """Distributed-noise scalars of the round (``privacy/noise_std_aggregate``, ``secagg/bits``...)."""
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:

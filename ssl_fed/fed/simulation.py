@@ -134,9 +134,6 @@ def prepare_config(cfg: RootConfig) -> RootConfig:
 
 def run_federation(cfg: RootConfig) -> dict[str, Any]:
     """Run the simulation of ``cfg`` and return the contents of its ``metrics.json``."""
-    from ssl_fed.privacy.distributed.checks import require_flower_support
-
-    require_flower_support(cfg)
     if cfg.sim.drift:
         raise ConfigError(
             "sim.drift is not injected into federated rounds yet: run the monitor-level "

@@ -42,6 +42,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ssl_fed.config import RootConfig
+from ssl_fed.privacy.distributed_engine import SkellamEngine
 from ssl_fed.privacy.local_dp import DPSGDEngine, NoPrivacyEngine
 from ssl_fed.privacy.mechanism import Decision, LedgerSource, PrivacyEngine
 from ssl_fed.privacy.schedule import Schedule
@@ -62,13 +63,16 @@ __all__ = [
 ENGINES: dict[str, type[PrivacyEngine]] = {
     NoPrivacyEngine.name: NoPrivacyEngine,
     DPSGDEngine.name: DPSGDEngine,
+    SkellamEngine.name: SkellamEngine,
 }
 """The registered mechanisms, by name (a new mechanism adds one line here)."""
 
 
 def mechanism_name(cfg: RootConfig) -> str:
     """Return the mechanism ``cfg`` asks for (the one reading of ``privacy.enabled``)."""
-    return "dpsgd" if cfg.privacy.enabled else "off"
+    if not cfg.privacy.enabled:
+        return "off"
+    return "skellam" if cfg.privacy.noise == "distributed" else "dpsgd"
 
 
 def engine_class(cfg: RootConfig) -> type[PrivacyEngine]:
