@@ -70,7 +70,7 @@ class RoundRecord:
     timings: dict[str, float] = field(default_factory=dict)
     clipped: int | None = None
     ddp: dict[str, float] = field(default_factory=dict)
-    """Distributed-noise scalars of the round (``privacy/noise_std_aggregate``, ``secagg/bits``...)."""
+    """Distributed-noise scalars of the round (``privacy/noise_std_aggregate``, ...)."""
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:

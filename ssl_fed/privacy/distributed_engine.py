@@ -78,7 +78,8 @@ class SkellamEngine(DPSGDEngine):
         """Decline a round already charged, or one whose Skellam step the ledger cannot afford."""
         if self.already_charged(round):
             return Decision(False, f"round {round} of run {self.run_id} was already charged here")
-        step = skellam_step((self.noise_multiplier(), self._bound().sample_rate, 1), self._ddp_terms())
+        planned = (self.noise_multiplier(), self._bound().sample_rate, 1)
+        step = skellam_step(planned, self._ddp_terms())
         try:
             after = self.ledger.check_affordable(step)
         except (BudgetExceededError, ValueError) as err:
@@ -120,5 +121,5 @@ class SkellamEngine(DPSGDEngine):
         )
 
     def describe(self, plan: UnitPlan) -> dict[str, Any]:
-        """The DP-SGD fields plus the mechanism and its codec terms."""
+        """Return the DP-SGD fields plus the mechanism and its codec terms."""
         return {**super().describe(plan), "mechanism": "skellam", **self._ddp_terms()}

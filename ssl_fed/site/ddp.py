@@ -1,4 +1,4 @@
-"""A site's distributed-noise round (``privacy.noise=distributed``): what it sends, and computing it.
+"""A site's distributed-noise round (``privacy.noise=distributed``): what it sends, how.
 
 The update is a single ``int64`` array :data:`DDP_ARRAY` of the rotated length ``d'``
 (:func:`ddp_spec`); the guard lets nothing else private leave. :func:`ddp_round` loads the
@@ -9,8 +9,9 @@ first. DP-FedSGD keeps no state at the site between rounds (no local heads, no o
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
-from numpy.typing import NDArray
 
 from ssl_fed.config import RootConfig
 from ssl_fed.data import ImageDataset
@@ -24,7 +25,7 @@ DDP_ARRAY = "ddp"
 
 
 def ddp_spec(cfg: RootConfig, channels: int) -> fa.ArraySpec:
-    """The declared update of a distributed round: ``int64[d']`` named :data:`DDP_ARRAY`."""
+    """Return the declared update of a distributed round: ``int64[d']`` named :data:`DDP_ARRAY`."""
     return fa.ArraySpec(DDP_ARRAY, (padded_dim(public_round(cfg, channels).dim),), "int64")
 
 
@@ -34,9 +35,12 @@ def ddp_round(
     data: ImageDataset,
     received: list[fa.NDArray],
     rnd: int,
-) -> NDArray[np.int64]:
-    """Return the site's noisy integer vector at the received global weights (ledger first)."""
+) -> fa.NDArray:
+    """Return the site's noisy integer vector at the received global weights (ledger first).
+
+    Typed as the site's update array; its dtype is ``int64`` (the guard checks :func:`ddp_spec`).
+    """
     task = public_task(cfg, data.channels)
     fa.load_arrays(task.model, received, cfg.aggregation.share_heads)
     out = engine.contribute(task, data, round=rnd)
-    return np.ascontiguousarray(out, dtype=np.int64)
+    return cast("fa.NDArray", np.ascontiguousarray(out, dtype=np.int64))

@@ -57,7 +57,7 @@ class PublicRound:
         return sum(size for _, size in self.layout)
 
     def config(self, run_id: str, rnd: int) -> dict[str, float | int]:
-        """The train-config entries of round ``rnd`` (what a site checks)."""
+        """Return the train-config entries of round ``rnd`` (what a site checks)."""
         p = self.plan.ddp
         assert p is not None
         return {
@@ -82,7 +82,7 @@ def sample_rate(cfg: RootConfig) -> float:
 
 
 def public_task(cfg: RootConfig, channels: int) -> PretextTask:
-    """A fresh task of the run's model, with ``privacy.trainable`` applied (weights unused)."""
+    """Build a fresh task of the run's model with ``privacy.trainable`` applied."""
     from ssl_fed.train.local import apply_trainable
 
     model = build_model(cfg.encoder, channels)

@@ -169,8 +169,8 @@ def build_aggregator(cfg: RootConfig) -> Aggregator:
 
 __all__ = [
     "AGGREGATORS",
-    "Aggregator",
     "NOISE_VARIANTS",
+    "Aggregator",
     "IdentityOf",
     "aggregator_class",
     "build_aggregator",

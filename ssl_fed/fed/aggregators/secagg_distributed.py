@@ -1,4 +1,4 @@
-"""``aggregation=secagg`` with ``privacy.noise=distributed``: DP-FedSGD, Skellam shares, modular SecAgg+.
+"""``secagg`` with ``privacy.noise=distributed``: DP-FedSGD, Skellam shares, modular SecAgg+.
 
 Selection: this class is the ``distributed`` *noise variant* of ``secagg``
 (:func:`~ssl_fed.fed.aggregators.base.register_noise_variant`); ``aggregation.name`` stays
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 
 def infer_channels(cfg: RootConfig, specs: list[fa.ArraySpec]) -> int:
-    """The model's input channels: the count whose federated specs match the global arrays."""
+    """Return the input channels whose model's federated specs match the global arrays."""
     from ssl_fed.fed import arrays as fa
     from ssl_fed.models import build_model
 
@@ -81,7 +81,7 @@ class DistributedSecAggAggregator(SecAggAggregator):
         return self.public
 
     def configure_round(self, rounds: SiteRounds, rnd: int) -> RecordDict:
-        """The global arrays, run id, round, and the round's public ``ddp-*`` constants."""
+        """Return the global arrays, run id, round and the round's public ``ddp-*`` constants."""
         from ssl_fed.fed.layout import CONFIG
 
         content = super().configure_round(rounds, rnd)
@@ -113,11 +113,14 @@ class DistributedSecAggAggregator(SecAggAggregator):
             modular_bits=p.bits,
             min_survivors=p.min_noisy_sites,
         )
-        spec = [(DDP_ARRAY, (p.padded,))]
+        spec: list[tuple[str, tuple[int, ...]]] = [(DDP_ARRAY, (p.padded,))]
         res = run_secagg_round(grid, node_ids, content, spec, sa, group_id=str(rnd))
         timings = {k: round(v, 4) for k, v in res.timings.items()}
-        if isinstance(res, Skipped) or res.words is None:
-            why = f"SecAgg skipped at stage {getattr(res, 'stage', '?')}: {res.reason}"
+        if isinstance(res, Skipped):
+            why = f"SecAgg skipped at stage {res.stage}: {res.reason}"
+            return RoundOutcome(None, [], list(node_ids), dict(res.clear), why, timings)
+        if res.words is None:
+            why = "SecAgg returned no modular sum (the sites did not run modular mode)"
             return RoundOutcome(None, [], list(node_ids), dict(res.clear), why, timings)
         survivors = list(res.survivors)
         dropped = sorted(set(node_ids) - set(survivors))
@@ -134,7 +137,7 @@ class DistributedSecAggAggregator(SecAggAggregator):
     def start(
         self, grid: Grid, context: Context, rounds: SiteRounds, first: int, last: int
     ) -> None:
-        """The base loop, plus the round's distributed-DP scalars on its record."""
+        """Run the base loop, plus the round's distributed-DP scalars on its record."""
         for rnd in range(first, last + 1):
             nodes = wait_for_nodes(grid, self.cfg.sim.num_sites, self.cfg.aggregation.query_timeout)
             chosen, rec = rounds.plan_round(grid, nodes, rnd)
