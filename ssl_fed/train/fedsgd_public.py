@@ -1,7 +1,8 @@
 """The public constants of a distributed-noise DP-FedSGD round in the Flower federation.
 
-Server and sites derive them from the run config alone (nothing private enters), so each site can
-recompute what the server sends in the train config and refuse a round whose parameters differ:
+Server and sites derive them from the run config alone (nothing private enters). The server
+sends its copy in the train config (for the record); a site always uses its own derivation, so a
+server cannot lower a site's noise share by sending other values:
 
 - **coordinates** (:func:`public_layout`): the federated arrays that are trained parameters
   (``privacy.trainable``, and the task's heads only with ``aggregation.share_heads``), in the
@@ -36,9 +37,6 @@ from ssl_fed.tasks import build_task
 from ssl_fed.tasks.base import PretextTask
 from ssl_fed.tasks.units import UnitPlan, plan_units
 from ssl_fed.train.fedsgd_federation import NoisePlan, plan_noise, round_seed
-
-CONFIG_KEYS = ("ddp-sigma", "ddp-bits", "ddp-scale", "ddp-min-noisy-sites", "ddp-q", "ddp-seed")
-"""Train-config keys the server sends in distributed mode (checked by every site)."""
 
 
 @dataclass(frozen=True)
@@ -167,13 +165,3 @@ def _public_round(cfg: RootConfig, channels: int) -> PublicRound:
         max_units=sites * (batch + math.ceil(8 * math.sqrt(batch)) + 8),
     )
     return PublicRound(layout, q, plan, units)
-
-
-def check_received(sent: dict[str, object], own: dict[str, float | int]) -> None:
-    """Raise ``ValueError`` unless the server's ``ddp-*`` config equals the site's own."""
-    for key in CONFIG_KEYS:
-        if key not in sent:
-            raise ValueError(f"distributed round without {key} in its train config")
-        got, want = sent[key], own[key]
-        if not isinstance(got, int | float) or not math.isclose(float(got), float(want)):
-            raise ValueError(f"server sent {key}={got!r}, this site derives {want!r}: refused")
