@@ -98,6 +98,7 @@ class DistributedSecAggAggregator(SecAggAggregator):
         from ssl_fed.fed.secagg_driver import run_secagg_round
         from ssl_fed.privacy.distributed import codec
         from ssl_fed.secagg import Skipped
+        from ssl_fed.secagg.params import resolve_round
         from ssl_fed.site.ddp import DDP_ARRAY
         from ssl_fed.train.fedsgd_site import round_metrics
 
@@ -108,13 +109,14 @@ class DistributedSecAggAggregator(SecAggAggregator):
         if len(node_ids) < max(fs.MIN_SITES, p.min_noisy_sites):
             why = f"{len(node_ids)} sites sampled; this round needs {p.min_noisy_sites} noisy sites"
             return RoundOutcome(None, [], list(node_ids), skipped=why)
-        sa = replace(
-            fs.secagg_config(self.cfg.aggregation),
-            modular_bits=p.bits,
-            min_survivors=p.min_noisy_sites,
-        )
+        base = fs.secagg_config(self.cfg.aggregation)
         spec: list[tuple[str, tuple[int, ...]]] = [(DDP_ARRAY, (p.padded,))]
-        res = run_secagg_round(grid, node_ids, content, spec, sa, group_id=str(rnd))
+        try:  # SecAgg's own floor (threshold t) still applies when min_noisy_sites is below it
+            floor = resolve_round(len(node_ids), base).min_survivors
+            sa = replace(base, modular_bits=p.bits, min_survivors=max(p.min_noisy_sites, floor))
+            res = run_secagg_round(grid, node_ids, content, spec, sa, group_id=str(rnd))
+        except ValueError as err:
+            return RoundOutcome(None, [], list(node_ids), skipped=f"invalid SecAgg round: {err}")
         timings = {k: round(v, 4) for k, v in res.timings.items()}
         if isinstance(res, Skipped):
             why = f"SecAgg skipped at stage {res.stage}: {res.reason}"
