@@ -2,10 +2,11 @@
 
 - ``ssl-fed simulate`` with 4 real sites, 2 rounds: every ledger holds one Skellam entry per
   round, ε is the Skellam accountant's, metrics.json and TensorBoard carry the round scalars.
-- Fake sites with known integer inputs, one dying after key sharing (masked-input stage): the
-  round completes with the 3 survivors (>= min_noisy_sites), the server's step equals the decoded
-  sum of the survivors' inputs within the rounding bound, and the masked input the server
-  captured is not the site's encoded input.
+- Fake sites with known integer inputs, min_noisy_sites = 3. Round 1: one site dies after key
+  sharing (masked-input stage); the round completes with the 3 survivors and the server's step
+  equals the decoded sum of the survivors' inputs within the rounding bound. Round 2: two die,
+  the 2 survivors are below min_noisy_sites and the sum is not unmasked. No masked input the
+  server captured is a site's encoded input.
 """
 
 from __future__ import annotations
@@ -116,14 +117,15 @@ def test_round_scalars_reach_metrics_json_and_tensorboard(run: dict[str, Any]) -
 
 # --- fake sites: known integer inputs, one dropout after key sharing, a capturing server ---
 
-SITES, DEAD, LR = 4, 1, 0.5
+SITES, LR = 4, 0.5
+DEAD = {1: {1}, 2: {1, 2}}  # round 2: only 2 survivors, below min_noisy_sites = 3
 FAKE = [
     *TINY,
     *DDP,
-    "privacy.min_noisy_sites=2",
+    "privacy.min_noisy_sites=3",
     "train.optimizer=sgd",
     f"train.lr={LR}",
-    "sim.rounds=1",
+    "sim.rounds=2",
 ]
 
 
@@ -134,7 +136,8 @@ def fake_rows(dim: int, site: int) -> np.ndarray:
 
 
 def make_ddp_fake_app(cfg: RootConfig) -> ClientApp:
-    """Sites encode ``fake_rows`` without noise; site ``DEAD`` dies in the masked-input stage."""
+    """Sites encode ``fake_rows`` without noise; sites in ``DEAD[round]`` die in the masked-input
+    stage (after key sharing)."""
     pub = public_round(cfg, 1)
     assert pub.plan.ddp is not None
     params = pub.plan.ddp
@@ -153,7 +156,8 @@ def make_ddp_fake_app(cfg: RootConfig) -> ClientApp:
     @app.train(mods=[*aggregator.client_mods(), guard])
     def train(msg: Message, context: Context) -> Message:
         site = int(context.node_config["partition-id"])
-        if site == DEAD:
+        rnd = int(msg.content.config_records[CONFIG]["round"])  # type: ignore[arg-type]
+        if site in DEAD[rnd]:
             raise RuntimeError("site dies after key sharing")
         seed = int(msg.content.config_records[CONFIG]["ddp-seed"])  # type: ignore[arg-type]
         vec = codec.encode_units(fake_rows(pub.dim, site), params, seed, add_noise=False)
@@ -173,7 +177,7 @@ def test_dropout_after_key_sharing_and_masked_input_hides_the_update(
     def spy(msg: Message, timings: dict[str, float]) -> Any:
         payload = unpack(msg, timings)
         if payload is not None and payload.get("masked") is not None:
-            captured.append((msg.metadata.src_node_id, np.array(payload["masked"])))
+            captured.append((int(msg.metadata.group_id), np.array(payload["masked"])))
         return payload
 
     monkeypatch.setattr(secagg_driver, "_unpack", spy)
@@ -189,7 +193,10 @@ def test_dropout_after_key_sharing_and_masked_input_hides_the_update(
     # Assert: the round completed without the dead site
     ckpt = torch.load(tmp_path / "checkpoints/last.pt", weights_only=False)
     h = ckpt["history"][0]
-    assert h["completed"] == [0, 2, 3] and h["dropped"] == [DEAD] and h["skipped"] is None
+    assert h["completed"] == [0, 2, 3] and h["dropped"] == [1] and h["skipped"] is None
+    # round 2: two survivors < min_noisy_sites, so the sum is never unmasked (model unchanged)
+    h2 = ckpt["history"][1]
+    assert h2["completed"] == [] and h2["skipped"] is not None and not h2["ddp"]
     # the first SGD step is -lr · Σ survivors' units / (B · survivors), within the rounding bound
     pub = public_round(cfg, 1)
     total = sum(fake_rows(pub.dim, s)[0] for s in (0, 2, 3))
@@ -213,9 +220,9 @@ def test_dropout_after_key_sharing_and_masked_input_hides_the_update(
     # within ±1 of the rotated, scaled unit (conditional rounding moves it by less than 1)
     p = pub.plan.ddp
     run_id = json.loads((tmp_path / "metrics.json").read_text())["run_id"]
-    seed = int(pub.config(run_id, 1)["ddp-seed"])
-    assert len(captured) == 3
-    for _, masked in captured:
+    assert sorted(r for r, _ in captured) == [1, 1, 1, 2, 2]
+    for rnd, masked in captured:
+        seed = int(pub.config(run_id, rnd)["ddp-seed"])
         value = codec.from_words(np.asarray(masked[: p.padded], np.uint64), p.bits)
         for site in (0, 2, 3):
             ref = np.rint(rotate(fake_rows(pub.dim, site) * p.scale, seed)[0]).astype(np.int64)
