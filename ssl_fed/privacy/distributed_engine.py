@@ -92,9 +92,7 @@ class SkellamEngine(DPSGDEngine):
         """Refused: a distributed round is one contribution (:meth:`contribute`), not a training."""
         raise RuntimeError("privacy.noise=distributed rounds run SkellamEngine.contribute")
 
-    def contribute(
-        self, task: PretextTask, data: ImageDataset, *, round: int
-    ) -> NDArray[np.int64]:
+    def contribute(self, task: PretextTask, data: ImageDataset, *, round: int) -> NDArray[np.int64]:
         """Charge the round, then return the site's noisy integer vector (``int64``, length d')."""
         from ssl_fed.train.fedsgd_public import column_index
         from ssl_fed.train.fedsgd_site import contribute
