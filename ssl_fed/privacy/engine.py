@@ -17,17 +17,11 @@ reads it.
 
 Adding a mechanism is one class: a :class:`~ssl_fed.privacy.mechanism.PrivacyEngine` subclass
 with a ``name``, one line in :data:`ENGINES`, and its config value mapped to that name in
-:func:`mechanism_name`. For distributed noise under SecAgg (DP-FedSGD: each site adds no local
-noise and sends its clipped sum; the noise shares are added after quantization) the class would
-subclass :class:`DPSGDEngine` and override
-
-* :meth:`~ssl_fed.privacy.mechanism.PrivacyEngine.make_private` to return a step that clips per
-  unit and sums without noise (the same per-unit gradients and clipping, no optimizer noise), and
-* :meth:`DPSGDEngine.ledger_step` (and the ``charge`` it feeds) to record the *aggregate* noise
-  multiplier the sum carries (the shares' σ summed over the minimum number of noisy sites),
-
-inheriting σ calibration against the ledger, the answer to "can I train this round?", the
-charge-before-training order and the reporting. Nothing outside the engine changes.
+:func:`mechanism_name`. Distributed noise under SecAgg (``privacy.noise=distributed``) is
+:class:`~ssl_fed.privacy.distributed_engine.SkellamEngine`: a :class:`DPSGDEngine` whose round is
+one DP-FedSGD contribution (clipped per-unit gradients, rounded, plus a Skellam share) charged to
+the ledger as a Skellam entry; it inherits the ledger, the "already charged" check and the
+reporting.
 
 Notes
 -----
