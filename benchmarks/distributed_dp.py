@@ -15,7 +15,10 @@ class (mean over 5 label draws). Finally the SecAgg round time at several word s
 
 ``--quick`` (what a shared 2-core machine allows): block 3 + heads trainable, q = 0.05, 15
 rounds. The full profile (all parameters, q = 0.05, 100 rounds) and the hospital-scale data set
-are not run here; see RESULTS.md for the command and why.
+are not run here; see RESULTS.md for the command and why. The same comparison through the real
+Flower simulation (``ssl-fed simulate``, both modes as they run in production) is
+``benchmarks/distributed_dp_simulate.py``; this script stays in-process because it measures the
+noise on zero-gradient rounds and varies m, which the simulation does not expose.
 
 Usage: python benchmarks/distributed_dp.py [--quick] [--init DIR] [--record]
 """

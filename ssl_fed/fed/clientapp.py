@@ -29,6 +29,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import numpy as np
 from flwr.app import Context, Error, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -97,6 +98,8 @@ def make_client_app(
                 from ssl_fed.attack.hook import submitted_update
 
                 delta = submitted_update(c, info.label, delta, rnd)
+        if len(delta) == 1 and delta[0].dtype == np.int64:  # distributed noise (ssl_fed.site.ddp)
+            names = ["ddp"]
         return Message(train_reply(delta, names, dict(scalars), layout(context)), reply_to=msg)
 
     return app

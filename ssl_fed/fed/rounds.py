@@ -72,6 +72,8 @@ class RoundRecord:
     clipped: int | None = None
     drift_alarm: dict[int, int] = field(default_factory=dict)
     """The ``drift-alarm`` bits sites released this round (``dp-alarm`` policies only)."""
+    ddp: dict[str, float] = field(default_factory=dict)
+    """Distributed-noise scalars of the round (``privacy/noise_std_aggregate``, ...)."""
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:

@@ -34,9 +34,6 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
     ``pooled`` (simulations only) lets the tracker probe on the pooled site data as a labelled
     benchmark outside the privacy guarantee; a server built from a run config never does.
     """
-    from ssl_fed.privacy.distributed.checks import require_flower_support
-
-    require_flower_support(cfg)
     torch.manual_seed(cfg.sim.seed)
     tracker_cfg = cfg
     ckpt = load_checkpoint(cfg.out) if cfg.resume else None

@@ -170,6 +170,8 @@ class RunTracker:
         for key in ("completed", "dropped", "declined"):
             w.add_scalar(f"sites/{key}", len(getattr(rec, key)), r)
         w.add_scalar("time/round_s", wall, r)
+        for tag, value in rec.ddp.items():  # distributed noise (aggregators/secagg_distributed)
+            w.add_scalar(tag, value, r)
         if "round" in rec.timings:
             w.add_scalar("time/secagg_round_s", rec.timings["round"], r)
         skips = sum(1 for h in self.history if h.get("skipped")) + int(rec.skipped is not None)

@@ -17,17 +17,11 @@ reads it.
 
 Adding a mechanism is one class: a :class:`~ssl_fed.privacy.mechanism.PrivacyEngine` subclass
 with a ``name``, one line in :data:`ENGINES`, and its config value mapped to that name in
-:func:`mechanism_name`. For distributed noise under SecAgg (DP-FedSGD: each site adds no local
-noise and sends its clipped sum; the noise shares are added after quantization) the class would
-subclass :class:`DPSGDEngine` and override
-
-* :meth:`~ssl_fed.privacy.mechanism.PrivacyEngine.make_private` to return a step that clips per
-  unit and sums without noise (the same per-unit gradients and clipping, no optimizer noise), and
-* :meth:`DPSGDEngine.ledger_step` (and the ``charge`` it feeds) to record the *aggregate* noise
-  multiplier the sum carries (the shares' σ summed over the minimum number of noisy sites),
-
-inheriting σ calibration against the ledger, the answer to "can I train this round?", the
-charge-before-training order and the reporting. Nothing outside the engine changes.
+:func:`mechanism_name`. Distributed noise under SecAgg (``privacy.noise=distributed``) is
+:class:`~ssl_fed.privacy.distributed_engine.SkellamEngine`: a :class:`DPSGDEngine` whose round is
+one DP-FedSGD contribution (clipped per-unit gradients, rounded, plus a Skellam share) charged to
+the ledger as a Skellam entry; it inherits the ledger, the "already charged" check and the
+reporting.
 
 Notes
 -----
@@ -42,6 +36,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ssl_fed.config import RootConfig
+from ssl_fed.privacy.distributed_engine import SkellamEngine
 from ssl_fed.privacy.local_dp import DPSGDEngine, NoPrivacyEngine
 from ssl_fed.privacy.mechanism import Decision, LedgerSource, PrivacyEngine
 from ssl_fed.privacy.schedule import Schedule
@@ -62,13 +57,16 @@ __all__ = [
 ENGINES: dict[str, type[PrivacyEngine]] = {
     NoPrivacyEngine.name: NoPrivacyEngine,
     DPSGDEngine.name: DPSGDEngine,
+    SkellamEngine.name: SkellamEngine,
 }
 """The registered mechanisms, by name (a new mechanism adds one line here)."""
 
 
 def mechanism_name(cfg: RootConfig) -> str:
     """Return the mechanism ``cfg`` asks for (the one reading of ``privacy.enabled``)."""
-    return "dpsgd" if cfg.privacy.enabled else "off"
+    if not cfg.privacy.enabled:
+        return "off"
+    return "skellam" if cfg.privacy.noise == "distributed" else "dpsgd"
 
 
 def engine_class(cfg: RootConfig) -> type[PrivacyEngine]:

@@ -27,6 +27,7 @@ from ssl_fed.config import RootConfig, epsilon_budget
 from ssl_fed.data import ImageDataset
 from ssl_fed.fed import arrays as fa
 from ssl_fed.models import SSLModel, build_model
+from ssl_fed.privacy.distributed_engine import SkellamEngine
 from ssl_fed.privacy.engine import PrivacyEngine, build_engine, engine_class
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.privacy.policy import SitePolicy
@@ -62,6 +63,10 @@ def declared_update(
     from ssl_fed.fed.guard import allowed_fit_metrics
     from ssl_fed.monitor.site import drift_alarm_allowed
 
+    if cfg.privacy.enabled and cfg.privacy.noise == "distributed":
+        from ssl_fed.site.ddp import ddp_spec
+
+        return [ddp_spec(cfg, channels)], allowed_fit_metrics()
     model = build_model(cfg.encoder, channels)
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
     return specs, allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
@@ -90,7 +95,10 @@ def site_engine(cfg: RootConfig, info: SiteInfo, data: ImageDataset, run_id: str
     """Build the site's privacy engine for one round of ``run_id`` (``cfg``: the site's view)."""
     n = privacy_units(data, cfg)  # images, or persons: a private number (never sent)
     ledger = partial(_open_ledger, cfg, info)
-    return build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
+    engine = build_engine(cfg, ledger, schedule_for(cfg, n), n=n, run_id=run_id)
+    if isinstance(engine, SkellamEngine):  # distributed noise: public constants need the model
+        engine.bind(data.channels)
+    return engine
 
 
 def answer_budget_query(cfg: RootConfig, info: SiteInfo, run_id: str, round: int) -> bool:
@@ -142,6 +150,11 @@ def train_site_round(
     engine = site_engine(cfg, info, data, run_id)
     if engine.already_charged(round):
         raise RuntimeError(f"round {round} of run {run_id} was already charged here")
+    if isinstance(engine, SkellamEngine):
+        from ssl_fed.site.ddp import ddp_round
+
+        delta = [ddp_round(engine, cfg, data, received, round)]
+        return SiteRound(delta, engine.public_scalars(), None)
     share = cfg.aggregation.share_heads
     model = build_model(cfg.encoder, data.channels)
     fa.load_arrays(model, received, share)

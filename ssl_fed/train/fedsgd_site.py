@@ -55,8 +55,14 @@ def contribute(
     sample_rate: float,
     params: DDPParams,
     seed: int,
+    columns: NDArray[np.int64] | None = None,
 ) -> NDArray[np.int64]:
-    """Charge the round, then return the site's noisy integer vector (length ``d'``)."""
+    """Charge the round, then return the site's noisy integer vector (length ``d'``).
+
+    ``columns`` selects the encoded coordinates of every clipped row (the federated trained
+    parameters, :func:`ssl_fed.train.fedsgd_public.column_index`); dropping coordinates after
+    clipping only lowers a row's norm, so the clip bound still holds.
+    """
     ledger.charge(
         run_id=run_id,
         round=rnd,
@@ -68,6 +74,8 @@ def contribute(
     )
     views, mask = sample_units(task, data, units, streams, step=0, sample_rate=sample_rate)
     rows = clipped_rows(task, views, mask, params.clip)
+    if columns is not None:
+        rows = rows[:, columns]
     return codec.encode_units(rows, params, seed)
 
 

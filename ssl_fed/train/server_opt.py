@@ -43,3 +43,36 @@ class ServerOptimizer:
             pos += n
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+
+
+class FlatServerOptimizer:
+    """The same server step on a flat numpy vector (the Flower server holds arrays, not a task).
+
+    ``step`` takes the decoded noisy sum and returns the parameter *change* of this round:
+    Adam (Kingma & Ba, arXiv 1412.6980, default β's) or momentum SGD (0.9), as in
+    :class:`ServerOptimizer`. State is kept across rounds in memory (not checkpointed).
+    """
+
+    def __init__(self, kind: str, lr: float, dim: int) -> None:
+        if kind not in ("adam", "sgd"):
+            raise ValueError(f"unknown server optimizer {kind!r}; valid: adam, sgd")
+        self.kind, self.lr, self.t = kind, lr, 0
+        self.m = np.zeros(dim)
+        self.v = np.zeros(dim)
+
+    def step(self, summed: NDArray[np.float64], expected_batch: float) -> NDArray[np.float64]:
+        """Return ``-lr · update`` for the gradient ``summed / expected_batch``."""
+        if summed.shape != self.m.shape:
+            raise ValueError(f"summed gradient has shape {summed.shape}, expected {self.m.shape}")
+        g = np.asarray(summed, dtype=np.float64) / expected_batch
+        self.t += 1
+        if self.kind == "sgd":
+            self.m = 0.9 * self.m + g
+            return -self.lr * self.m
+        b1, b2, eps = 0.9, 0.999, 1e-8
+        self.m = b1 * self.m + (1 - b1) * g
+        self.v = b2 * self.v + (1 - b2) * g * g
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        out: NDArray[np.float64] = -self.lr * m_hat / (np.sqrt(v_hat) + eps)
+        return out

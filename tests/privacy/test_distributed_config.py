@@ -7,7 +7,7 @@ from ssl_fed.config import ConfigError, load_config
 from ssl_fed.privacy.distributed.checks import expected_min_noisy_sites
 from ssl_fed.privacy.policy import REFUSAL_CODES, SitePolicy, check_run, simulation_policy
 
-DDP = ["privacy.noise=distributed"]
+DDP = ["privacy.noise=distributed", "data.public_size=150"]
 
 
 def test_local_noise_is_the_default():
@@ -30,6 +30,8 @@ def test_distributed_with_ssl_fed_secagg_is_accepted_and_m_defaults_to_min_survi
         (["privacy=off"], "needs privacy on"),
         (["privacy.min_noisy_sites=11"], "exceeds the 10 sites"),
         (["privacy.ddp_bits=8"], "privacy.ddp_bits"),
+        (["data.public_size=null"], "needs data.public_size"),
+        (["privacy.unit=person"], "privacy.unit=person"),
     ],
 )
 def test_unsafe_combinations_are_refused_naming_the_reason(overrides, needle):
@@ -60,10 +62,3 @@ def test_a_deployed_site_refuses_distributed_rounds_unless_its_policy_accepts_th
     assert [r.code for r in check_run(cfg, strict)] == ["noise-mode"]
     assert REFUSAL_CODES["noise-mode"] == 10  # after "unit" (9): codes are stable
     assert check_run(cfg, simulation_policy(cfg)) == []
-
-
-def test_simulate_refuses_distributed_until_the_flower_round_loop_is_wired(tmp_path, capsys):
-    code = main(["simulate", *DDP, f"out={tmp_path}"])
-    err = capsys.readouterr().err
-    assert code == 2 and "not yet in the Flower round loop" in err
-    assert not (tmp_path / "metrics.json").exists()

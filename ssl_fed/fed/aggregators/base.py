@@ -141,17 +141,40 @@ def aggregator_class(name: str) -> type[Aggregator]:
     return AGGREGATORS[name]
 
 
+NOISE_VARIANTS: dict[tuple[str, str], type[Aggregator]] = {}
+"""``(aggregation.name, privacy.noise)`` -> the class that runs that aggregator in that noise mode
+(``secagg`` + ``distributed``: DP-FedSGD with Skellam shares). Same wire layout and site mods as
+the registered class; ``aggregation.name`` keeps naming the registered one."""
+
+
+def register_noise_variant(name: str, noise: str) -> Callable[[A], A]:
+    """Class decorator: ``cls`` runs aggregator ``name`` when ``privacy.noise == noise``."""
+
+    def deco(cls: A) -> A:
+        if (name, noise) in NOISE_VARIANTS:
+            raise ValueError(f"noise variant {(name, noise)!r} is already registered")
+        NOISE_VARIANTS[(name, noise)] = cls
+        return cls
+
+    return deco
+
+
 def build_aggregator(cfg: RootConfig) -> Aggregator:
-    """Build the aggregator ``cfg.aggregation.name`` selects."""
-    return aggregator_class(cfg.aggregation.name)(cfg)
+    """Build the aggregator ``cfg.aggregation.name`` selects (its noise variant, if any)."""
+    cls = aggregator_class(cfg.aggregation.name)
+    if cfg.privacy.enabled:
+        cls = NOISE_VARIANTS.get((cls.name, cfg.privacy.noise), cls)
+    return cls(cfg)
 
 
 __all__ = [
     "AGGREGATORS",
+    "NOISE_VARIANTS",
     "Aggregator",
     "IdentityOf",
     "aggregator_class",
     "build_aggregator",
     "names",
     "register_aggregator",
+    "register_noise_variant",
 ]

@@ -24,19 +24,6 @@ def expected_min_noisy_sites(cfg: RootConfig) -> int:
     return resolve_round(n, secagg_config(cfg.aggregation)).min_survivors
 
 
-NOT_IN_FLOWER = (
-    "privacy.noise=distributed is implemented in the library and the in-process DP-FedSGD "
-    "federation (ssl_fed.train.fedsgd_federation; benchmarks/distributed_dp.py) but not yet in "
-    "the Flower round loop (simulate / deployed runs); use privacy.noise=local there"
-)
-
-
-def require_flower_support(cfg: RootConfig) -> None:
-    """Refuse a Flower run in distributed mode until its round loop is wired (never run local)."""
-    if cfg.privacy.noise == "distributed":
-        raise ConfigError(NOT_IN_FLOWER)
-
-
 def check_distributed(cfg: RootConfig) -> None:
     """Raise :class:`ConfigError` (one line: reason and fix) if distributed noise is unsafe."""
     name = cfg.aggregation.name
@@ -62,6 +49,17 @@ def check_distributed(cfg: RootConfig) -> None:
             f"train.local_steps={cfg.train.local_steps} with privacy.noise=distributed is refused: "
             "the distributed analysis here is one noisy step per round (DP-FedSGD); several local "
             "steps need arXiv 2407.19286, which is not implemented; use train.local_steps=1"
+        )
+    if cfg.data.public_size is None or cfg.data.public_size < cfg.train.batch_size:
+        raise ConfigError(
+            f"privacy.noise=distributed needs data.public_size >= train.batch_size (got "
+            f"{cfg.data.public_size}): every site samples at the public rate q = batch_size / "
+            "public_size, from which the server and the sites derive σ; set data.public_size"
+        )
+    if cfg.privacy.unit != "image":
+        raise ConfigError(
+            f"privacy.unit={cfg.privacy.unit} with privacy.noise=distributed is not wired yet: "
+            "the DP-FedSGD round samples images; use privacy.unit=image or privacy.noise=local"
         )
     from ssl_fed.fed.secagg import expected_sites
 
