@@ -37,6 +37,8 @@ class SiteInfo:
     """Deployed: the hold-out for site-local evaluation (``eval-fraction``; none by default)."""
     on_bad_file: str = "error"
     """Deployed: ``skip`` or ``error`` on an unreadable image (``on-bad-file``)."""
+    max_noise_multiplier: float | None = None
+    """The site policy's σ ceiling (``max-noise-multiplier``; else the run config's)."""
 
 
 def _node_budget(node_config: dict[str, Any]) -> float | None:
@@ -101,6 +103,7 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
     fmt = str(node_config.get("data-format", "npz" if data_path.endswith(".npz") else "folder"))
     if fmt not in {"folder", "npz"}:
         raise ConfigError(f"node config data-format={fmt!r}: use folder or npz")
+    ceiling = node_config.get("max-noise-multiplier")
     return SiteInfo(
         label,
         Path(str(node_config["state-dir"])),
@@ -113,6 +116,7 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         Path(str(node_config["key-dir"])) if "key-dir" in node_config else None,
         float(node_config["eval-fraction"]) if "eval-fraction" in node_config else None,
         str(node_config.get("on-bad-file", "error")),
+        None if ceiling is None else float(ceiling),
     )
 
 
@@ -135,6 +139,10 @@ def site_config(cfg: RootConfig, info: SiteInfo) -> RootConfig:
     elif info.partition_id is not None and cfg.data.public_size is None:
         n = len(site_data(cfg, info))
         cfg = replace(cfg, data=replace(cfg.data, public_size=declared_size(n)))
+    if info.max_noise_multiplier is not None:  # the operator's σ ceiling, not the server's
+        cfg = replace(
+            cfg, privacy=replace(cfg.privacy, max_noise_multiplier=info.max_noise_multiplier)
+        )
     if info.epsilon_budget is None:
         return cfg
     return replace(cfg, privacy=replace(cfg.privacy, epsilon_budget=info.epsilon_budget))
