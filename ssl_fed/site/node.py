@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_fed.config import ConfigError, RootConfig
-from ssl_fed.data import ImageDataset, load_partition, load_splits
+from ssl_fed.data import DataSplits, ImageDataset, load_partition, load_splits
 from ssl_fed.deploy.site_data import deployed_splits
 from ssl_fed.privacy.engine import plan_federated_trainings
 
@@ -155,6 +155,26 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
     ``eval-fraction`` (:func:`ssl_fed.deploy.site_data.deployed_splits`); a simulation keeps the
     ``data.test_fraction`` hold-out of its labelled set.
     """
+    train: ImageDataset = _site_splits(cfg, info).train
+    if info.partition_id is None:
+        return train
+    assert info.num_partitions is not None
+    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions)
+
+
+def site_holdout(cfg: RootConfig, info: SiteInfo) -> ImageDataset | None:
+    """Return a deployed site's ``eval-fraction`` hold-out (``None``: no hold-out was asked for).
+
+    The same cached split :func:`site_data` trains on, so held-out images are never trained on.
+    """
+    if info.data_path is None or not info.eval_fraction:
+        return None
+    held: ImageDataset | None = _site_splits(cfg, info).test
+    return held
+
+
+def _site_splits(cfg: RootConfig, info: SiteInfo) -> DataSplits:
+    """Load (once per process) the site's splits: what it trains on and what it holds out."""
     data_cfg = (
         cfg.data
         if info.data_path is None
@@ -174,8 +194,4 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
             if info.data_path is None
             else deployed_splits(data_cfg, info.eval_fraction)
         )
-    train: ImageDataset = _SPLITS[key].train
-    if info.partition_id is None:
-        return train
-    assert info.num_partitions is not None
-    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions)
+    return _SPLITS[key]  # type: ignore[no-any-return]

@@ -29,6 +29,7 @@ from ssl_fed.models import SSLModel, build_model
 from ssl_fed.privacy.engine import PrivacyEngine, build_engine, engine_class
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.site import node
+from ssl_fed.site.evaluation import site_evaluation
 from ssl_fed.site.node import SiteInfo
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import schedule_for, train_local
@@ -143,17 +144,25 @@ def train_site_round(
             biggest,
             cfg.aggregation.clipping_range,
         )
-    record_round(info, run_id, round, result.losses, result.steps)
+    held_out = site_evaluation(cfg, info, received)  # stays in site_metrics.jsonl
+    record_round(info, run_id, round, result.losses, result.steps, held_out)
     scalars = engine.public_scalars()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return SiteRound(delta, scalars, None if share else local_heads(model))
 
 
 def record_round(
-    info: SiteInfo, run_id: str, round: int, losses: dict[str, float], steps: int
+    info: SiteInfo,
+    run_id: str,
+    round: int,
+    losses: dict[str, float],
+    steps: int,
+    held_out: dict[str, object] | None = None,
 ) -> None:
-    """Append the round's losses to the site-local ``site_metrics.jsonl`` (never sent)."""
+    """Append the round's losses (and hold-out scores) to ``site_metrics.jsonl`` (never sent)."""
     info.state_dir.mkdir(parents=True, exist_ok=True)
-    line = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    line: dict[str, object] = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
+    if held_out is not None:
+        line["site_eval"] = held_out
     with (info.state_dir / SITE_METRICS_FILE).open("a") as f:
         f.write(json.dumps(line) + "\n")
