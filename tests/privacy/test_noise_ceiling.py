@@ -77,3 +77,35 @@ def test_an_explicit_noise_multiplier_is_the_operators_choice(tmp_path: Path) ->
     cfg.privacy.noise_multiplier = 20.0
     engine = engine_for(cfg, nearly_spent(tmp_path, 7.11), run_id="new")
     assert engine.decide(1).ok
+
+
+@pytest.mark.slow
+def test_train_local_prints_the_reason_and_exits_2_without_charging(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the site's ledger (train-local's default <out>/state) is nearly spent
+    from ssl_fed.cli import main
+
+    ledger = nearly_spent(tmp_path / "out" / "state", 7.105)
+    tiny = ["encoder.width=8", "encoder.norm_groups=4", "encoder.proj_hidden=16"]
+
+    # Execute
+    code = main(
+        [
+            "train-local",
+            *tiny,
+            "encoder.proj_dim=8",
+            "privacy.target_epsilon=7.105",
+            "train.local_epochs=1",
+            f"out={tmp_path / 'out'}",
+        ]
+    )
+
+    # Assert: one plain line; the ledger holds only the old run
+    err = capsys.readouterr().err
+    assert code == 2
+    assert [line for line in err.splitlines() if line.startswith("error:")] == [
+        next(line for line in err.splitlines() if "budget too small: σ would be" in line)
+    ]
+    assert len(ledger) == 1 == len(PrivacyLedger(tmp_path / "out" / "state"))
+    assert not (tmp_path / "out" / "metrics.json").exists()
