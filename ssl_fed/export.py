@@ -103,7 +103,8 @@ def model_card(ckpt: dict[str, Any], metrics: dict[str, Any], channels: int) -> 
         "sites": sites,
         "secure_aggregation": metrics.get("secure_aggregation"),
         "aggregation": cfg["aggregation"],
-        "data": {k: cfg["data"][k] for k in ("name", "image_size")} | {"channels": channels},
+        "data": {"image_size": cfg["data"]["image_size"], "channels": channels}
+        | {"sites": metrics.get("sites_declared", {})},
         "initialisation": metrics.get("init", {"kind": "random"}),
         "linear_probe": metrics.get("linear_probe"),
         "knn_accuracy": metrics.get("knn_accuracy"),

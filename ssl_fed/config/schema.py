@@ -103,7 +103,9 @@ class PrivacyConfig:
     all). ``key_dir``: ledger secret and anchor, outside ``state_dir`` (``None`` =
     ``<state_dir>.keys``). ``grad_method``: ``vmap`` (torch.func) or ``hooks`` (one pass).
     ``unit``: ``image`` or ``person`` (one person, at most ``max_images_per_person`` images per
-    step, is the privacy unit; ε is then per person).
+    step, is the privacy unit; ε is then per person). ``max_noise_multiplier``: public σ
+    ceiling; a run whose calibrated σ would exceed it (too little budget left to learn anything)
+    is declined and charges nothing (``None``: no ceiling; ``DPSGDEngine.decide``).
     """
 
     enabled: bool = True
@@ -121,6 +123,7 @@ class PrivacyConfig:
     noise: str = "local"
     min_noisy_sites: int | None = None
     ddp_bits: int = 32
+    max_noise_multiplier: float | None = 10.0
 
 
 @dataclass

@@ -49,6 +49,9 @@ def validate_privacy(pr: PrivacyConfig) -> None:
         "privacy.noise_multiplier",
         "use σ > 0, or null to calibrate σ from target_epsilon",
     )
+    require_finite_positive(
+        pr.max_noise_multiplier, "privacy.max_noise_multiplier", "use a σ ceiling > 0, or null"
+    )
 
 
 def validate_train(tr: TrainConfig) -> None:

@@ -27,6 +27,7 @@ from ssl_fed.deploy.flwr_cli import (
     stage_app,
     write_connection,
 )
+from ssl_fed.deploy.run_outcome import run_exit_code, stream_run
 from ssl_fed.deploy.site_cli import cmd_site_start, site_start_options
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -192,16 +193,20 @@ def cmd_server_start(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Submit the app to the SuperLink and stream its logs (``flwr run``)."""
+    """Submit the app to the SuperLink and stream its logs (``flwr run``).
+
+    Exit code: flwr's own on its failure; 2 when the run completed no round
+    (:mod:`ssl_fed.deploy.run_outcome`); 0 otherwise. ``--detach`` returns once submitted.
+    """
     import tempfile
 
     name = _connection(args)
     with tempfile.TemporaryDirectory(prefix="ssl-fed-app-") as tmp:
         app = stage_app(Path(args.app).resolve(), list(args.overrides), Path(tmp) / "app")
         cmd = [binary("flwr"), "run", str(app), name]
-        if not args.detach:
-            cmd.append("--stream")
-        return subprocess.call(cmd, env=flwr_env())
+        if args.detach:
+            return subprocess.call(cmd, env=flwr_env())
+        return run_exit_code(*stream_run([*cmd, "--stream"], flwr_env()))
 
 
 def _link_args(p: argparse.ArgumentParser) -> None:

@@ -102,6 +102,8 @@ def node_config(opts: SiteOptions, policy: SitePolicy) -> dict[str, str | int | 
         cfg["eval-fraction"] = opts.eval_fraction
     if opts.on_bad_file != "error":
         cfg["on-bad-file"] = opts.on_bad_file
+    if policy.max_noise_multiplier is not None:
+        cfg["max-noise-multiplier"] = float(policy.max_noise_multiplier)
     return cfg
 
 
@@ -256,5 +258,6 @@ def describe_policy(p: SitePolicy) -> str:
     return (
         f"privacy {'required' if p.require_privacy else 'optional'}, ε budget {p.epsilon_budget}, "
         f"≤ {p.run_cap} per run, δ ≤ {p.delta}, σ ≥ {p.min_noise_multiplier}, "
+        f"σ ≤ {p.max_noise_multiplier or 'the run config ceiling'} (else declined), "
         f"aggregation {'/'.join(p.aggregations)}"
     )

@@ -106,12 +106,15 @@ class SiteWorker:
             channels = self.node.site_data(cfg, info).channels
             return self.rounds.declared_update(cfg, channels, self.policy)
         if kind == "query":
+            from ssl_fed.site.declared import declared_scalars
+
             run_id, rnd = args
+            declared = declared_scalars(cfg, info)
             refusals = self.refusals(cfg, info, run_id)
             if refusals:
-                return False, info.label, refusal_code(refusals)
+                return False, info.label, refusal_code(refusals), declared
             ok = bool(self.rounds.answer_budget_query(cfg, info, run_id, rnd))
-            return ok, info.label, 0 if ok else DECLINED_BUDGET
+            return ok, info.label, 0 if ok else DECLINED_BUDGET, declared
         if kind == "train":
             received, run_id, rnd = args
             refusals = self.refusals(cfg, info, run_id)

@@ -72,10 +72,10 @@ def make_client_app(
         q = msg.content.config_records[QUERY_RECORD]
         run_id, rnd = str(q["run-id"]), int(q["round"])  # type: ignore[arg-type]
         if _warm(context):
-            ok, label, code = _remote(context, "query", run_id, rnd)
+            ok, label, code, declared = _remote(context, "query", run_id, rnd)
         else:
-            ok, label, code = _local_query(context, config_of(context), run_id, rnd)
-        reply = MetricRecord({"can-train": int(ok), "site": label, "declined": code})
+            ok, label, code, declared = _local_query(context, config_of(context), run_id, rnd)
+        reply = MetricRecord({"can-train": int(ok), "site": label, "declined": code, **declared})
         return Message(RecordDict({"budget": reply}), reply_to=msg)
 
     @app.train(mods=[_policy_mod(config_of, identity_of), guard])
@@ -267,14 +267,18 @@ def _local_refusals(context: Context, cfg: RootConfig, info: Any, run_id: str) -
     return site_refusals(cfg, site_cfg, policy, round_inputs, run_id)
 
 
-def _local_query(context: Context, cfg: RootConfig, run_id: str, rnd: int) -> tuple[bool, int, int]:
-    """Answer the budget query in-process: (can train, site label, declined code)."""
+def _local_query(
+    context: Context, cfg: RootConfig, run_id: str, rnd: int
+) -> tuple[bool, int, int, dict[str, int]]:
+    """Answer the budget query in-process: (can train, site label, declined code, declaration)."""
     from ssl_fed.fed import site as st
     from ssl_fed.privacy.policy import DECLINED_BUDGET, refusal_code
+    from ssl_fed.site.declared import declared_scalars
 
     info = st.site_info(cfg, dict(context.node_config))
+    declared = declared_scalars(cfg, info)
     refusals = _local_refusals(context, cfg, info, run_id)
     if refusals:
-        return False, info.label, refusal_code(refusals)
+        return False, info.label, refusal_code(refusals), declared
     ok = bool(st.answer_budget_query(cfg, info, run_id, rnd))
-    return ok, info.label, 0 if ok else DECLINED_BUDGET
+    return ok, info.label, 0 if ok else DECLINED_BUDGET, declared

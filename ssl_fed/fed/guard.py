@@ -27,6 +27,8 @@ public:
 * ``num-examples`` (the aggregation weight): the constant 1 for every site.
 * ``can-train`` and ``site`` (budget query): the ledger's public history checked against the
   public schedule, and the site's public label.
+* ``data-format`` and ``public-size`` (budget query): the operator's choice of reader and the
+  declared size N (0 when none; the exact n never leaves), see :mod:`ssl_fed.site.declared`.
 * ``drift-alarm`` (only where the site's policy is ``drift_release: dp-alarm``): one bit released
   by the sparse vector technique or randomized response, its ε charged to the ledger first
   (:mod:`ssl_fed.monitor.release`). The drift statistic itself never leaves.
@@ -52,6 +54,7 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from ssl_fed.fed.arrays import ArraySpec
 from ssl_fed.fed.layout import AGGREGATION_WEIGHT, ARRAYS, METRICS, WEIGHT_KEY
+from ssl_fed.site.declared import DATA_FORMATS, MAX_PUBLIC_SIZE
 
 log = logging.getLogger("ssl_fed.fed.guard")
 
@@ -62,9 +65,10 @@ FIT_LAYOUT = {
 }
 """The legacy ``fitres.*`` records Flower's compat layer writes, and nothing else."""
 
-QUERY_KEYS = frozenset({"can-train", "site", "declined"})
-"""The budget query's reply: may this site train the round, its public site label, and why not
-(``declined``: 0, a site-policy refusal code, or the budget code; :mod:`ssl_fed.privacy.policy`)."""
+QUERY_KEYS = frozenset({"can-train", "site", "declined", "data-format", "public-size"})
+"""The budget query's reply: may this site train the round, its public site label, why not
+(``declined``: 0, a site-policy refusal code, or the budget code; :mod:`ssl_fed.privacy.policy`),
+and its data declaration (format code and declared size; :mod:`ssl_fed.site.declared`)."""
 
 MAX_SITE_LABEL = 65535
 MAX_DECLINED_CODE = 31
@@ -86,6 +90,8 @@ SCALAR_RANGES: dict[str, ScalarRange] = {
     "epsilon": ScalarRange(0, None),
     "epsilon-remaining": ScalarRange(0, None),
     "drift-alarm": ScalarRange(0, 1, integer=True),
+    "data-format": ScalarRange(0, len(DATA_FORMATS), integer=True),
+    "public-size": ScalarRange(0, MAX_PUBLIC_SIZE, integer=True),
 }
 """One range per whitelisted scalar: ε spent and ε left lie in ``[0, budget]``, ``can-train`` is
 0 or 1, the site label is a small integer (-1: none), ``declined`` a small policy code. A

@@ -74,6 +74,8 @@ class RoundRecord:
     """The ``drift-alarm`` bits sites released this round (``dp-alarm`` policies only)."""
     ddp: dict[str, float] = field(default_factory=dict)
     """Distributed-noise scalars of the round (``privacy/noise_std_aggregate``, ...)."""
+    declared: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Each answering site's data declaration (:mod:`ssl_fed.site.declared`), by site label."""
 
 
 def site_scalars(metrics: dict[str, Any]) -> dict[str, float] | None:
@@ -102,6 +104,7 @@ class SiteRounds:
         self.cfg, self.arrays, self.specs = cfg, arrays, specs
         self.run_id, self.on_round_end = run_id, on_round_end
         self.labels: dict[int, int] = {}
+        self.declared: dict[int, dict[str, float]] = {}
         self.queried = False
 
     def label(self, node_id: int) -> int:
@@ -149,6 +152,8 @@ class SiteRounds:
             answered.add(nid)
             budget = reply.content.metric_records["budget"]
             self.labels[nid] = int(budget.get("site", nid))  # type: ignore[arg-type]
+            keys = ("data-format", "public-size")
+            self.declared[self.labels[nid]] = {k: float(budget[k]) for k in keys if k in budget}  # type: ignore[arg-type]
             (willing if int(budget["can-train"]) == 1 else declined).append(nid)  # type: ignore[arg-type]
         silent = [n for n in node_ids if n not in answered]
         return willing, declined, silent
@@ -172,6 +177,7 @@ class SiteRounds:
             declined=sorted(self.label(n) for n in declined),
             dropped=sorted(self.labels[n] for n in silent if n in self.labels),
             unidentified_silent=len(unknown),
+            declared=dict(self.declared),
         )
         log.info(
             "round %d: %d sampled, %d declined (budget), %d silent",

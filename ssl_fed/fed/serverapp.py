@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 
 import torch
 from flwr.app import Context
@@ -79,5 +80,12 @@ def make_server_app(cfg: RootConfig | None = None, *, pooled: bool = False) -> S
     def main(grid: Grid, context: Context) -> None:
         run_cfg = cfg if cfg is not None else from_run_config(dict(context.run_config))
         run_server(grid, context, run_cfg, pooled=pooled and cfg is not None)
+        if cfg is None:  # deployed: a run that changed nothing fails (`ssl-fed run` exits 2)
+            import json
+
+            from ssl_fed.fed.simulation import check_some_round_completed
+
+            path = Path(run_cfg.out) / "metrics.json"
+            check_some_round_completed(json.loads(path.read_text()), path, "the run")
 
     return app

@@ -101,7 +101,9 @@ class NoRoundCompletedError(ConfigError):
     """
 
 
-def check_some_round_completed(metrics: dict[str, Any], path: Path) -> None:
+def check_some_round_completed(
+    metrics: dict[str, Any], path: Path, what: str = "the simulation"
+) -> None:
     """Raise :class:`NoRoundCompletedError` unless a round had completed sites and was applied."""
     history = metrics.get("history", [])
     if any(h.get("completed") and not h.get("skipped") for h in history):
@@ -116,7 +118,7 @@ def check_some_round_completed(metrics: dict[str, Any], path: Path) -> None:
             f"skipped: {last.get('skipped')})"
         )
     raise NoRoundCompletedError(
-        f"the simulation completed no round: {reason}. Check the sites' ε budgets "
+        f"{what} completed no round: {reason}. Check the sites' ε budgets "
         f"(ssl-fed ledger show), aggregation.query_timeout/timeout, and sim.num_sites; "
         f"details in {path}"
     )

@@ -51,6 +51,7 @@ from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
 from ssl_fed.monitor.report import drift_scalars
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
+from ssl_fed.site.declared import describe_declared
 from ssl_fed.tasks.units import unit_label
 from ssl_fed.train.job import write_atomic
 
@@ -120,6 +121,7 @@ class RunTracker:
         self.report: dict[str, Any] = {}
         self.last_eval_round = 0
         self.epsilon_reported: dict[int, float] = {}
+        self.declared: dict[int, dict[str, float]] = {}
         self.init_info: dict[str, Any] = {"kind": "random"}
         self.progress = RoundProgress(
             min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
@@ -157,6 +159,7 @@ class RunTracker:
         w, r = self.writer, rec.round
         wall = time.time() - rec.started
         self.epsilon_reported |= rec.epsilon
+        self.declared |= rec.declared
         eps = self.site_epsilons()
         if rec.clipped is not None:
             w.add_scalar("secagg/clipped_coordinates", rec.clipped, r)
@@ -210,7 +213,8 @@ class RunTracker:
         before any site trained, and honestly more when sites trained and the round was skipped
         afterwards (their ledgers charged the training).
         """
-        entry = {k: v for k, v in asdict(rec).items() if k not in ("started", "epsilon")}
+        kept = {k: v for k, v in asdict(rec).items() if k not in ("started", "epsilon")}
+        entry = {k: v for k, v in kept.items() if k != "declared"}  # in sites_declared
         if site_local:
             entry["site_local_losses"] = site_local
         before = float(self.history[-1].get("epsilon_max", 0.0)) if self.history else 0.0
@@ -271,6 +275,10 @@ class RunTracker:
             "quantization_bound": aggregator.quantization_bound(),
             "skipped_rounds": sum(1 for h in self.history if h.get("skipped")),
             "epsilon_per_site": {str(k): v for k, v in sorted(eps.items())},
+            "sites_declared": {
+                str(k): describe_declared(v, self.cfg.data.name)
+                for k, v in sorted(self.declared.items())
+            },
             "epsilon_max": max(max(eps.values(), default=0.0), history_max),
             "delta": self.cfg.privacy.delta if self.cfg.privacy.enabled else None,
             "privacy_unit": unit_label(asdict(self.cfg.privacy)),

@@ -80,7 +80,8 @@ class DPSGDEngine(PrivacyEngine):
     accountant over the whole history) bounds what the site released. σ is the smallest that
     keeps the ledger's prior history plus ``train.max_rounds`` trainings of this schedule within
     ``min(target_epsilon, epsilon_budget)``; a run that already charged the ledger reuses its σ,
-    so every round of a run has the same noise.
+    so every round of a run has the same noise. A calibrated σ above the public ceiling
+    ``privacy.max_noise_multiplier`` is declined before anything is charged (:meth:`too_noisy`).
     """
 
     name = "dpsgd"
@@ -159,14 +160,37 @@ class DPSGDEngine(PrivacyEngine):
         """Whether the ledger holds an entry for ``round`` of this run."""
         return any(e.round == round for e in self.ledger.entries_for(self.run_id))
 
+    def too_noisy(self) -> str | None:
+        """Why a calibrated σ above ``privacy.max_noise_multiplier`` is declined (``None``: ok).
+
+        With little lifetime budget left, calibration still finds a σ that fits it, but a run
+        at that σ releases noise and learns nothing: on digits every DP run already sits at the
+        pure-noise floor by σ ≈ 2.4 (research note dp-ssl-on-digits.md, σ = 100 control), and
+        a full budget never needed σ above 5.34 there (ε = 3). Declining spends nothing; an
+        explicit ``privacy.noise_multiplier`` is the operator's own choice and is not checked.
+        """
+        ceiling = self.cfg.privacy.max_noise_multiplier
+        if ceiling is None or self.cfg.privacy.noise_multiplier is not None:
+            return None
+        sigma = self.noise_multiplier()
+        if sigma <= ceiling:
+            return None
+        return (
+            f"budget too small: σ would be {sigma:.3g} > ceiling {ceiling:g} "
+            "(privacy.max_noise_multiplier; the run would learn nothing)"
+        )
+
     def decide(self, round: int) -> Decision:
-        """Decline a round already charged, or one the ledger's budget cannot afford."""
+        """Decline a round already charged, one the budget cannot afford, or one too noisy."""
         if self.already_charged(round):
             return Decision(False, f"round {round} of run {self.run_id} was already charged here")
         try:
             after = self.ledger.check_affordable(self.ledger_step())
+            too_noisy = self.too_noisy()
         except (BudgetExceededError, ValueError) as err:
             return Decision(False, str(err))
+        if too_noisy is not None:
+            return Decision(False, too_noisy)
         return Decision(True, f"ε after round {round}: {after:.3f} of {self.ledger.budget}")
 
     def make_private(
@@ -177,10 +201,14 @@ class DPSGDEngine(PrivacyEngine):
         Raises
         ------
         PrivacyError, BudgetExceededError, LedgerError
-            Before anything is trained.
+            Before anything is trained (and, but for LedgerError, before anything is charged);
+            BudgetExceededError also when σ would exceed the ceiling (:meth:`too_noisy`).
         """
         pr = self.cfg.privacy
         self.ledger.require_unit(pr.unit)
+        too_noisy = self.too_noisy()
+        if too_noisy is not None:
+            raise BudgetExceededError(too_noisy)
         sensitivity = check_private_setup(task, plan, delta=pr.delta, n=self.n)
         sigma, rate, steps = self.ledger_step()
         self.ledger.charge(

@@ -79,6 +79,8 @@ class SitePolicy:
     drift_alarm_epsilon: float = 0.25
     noise_modes: tuple[str, ...] = ("local",)
     min_noisy_sites: int = 3
+    max_noise_multiplier: float | None = None
+    """σ ceiling of this site (``None``: the run config's ``privacy.max_noise_multiplier``)."""
 
     def __post_init__(self) -> None:
         validate_policy(self)
@@ -106,6 +108,8 @@ def validate_policy(p: SitePolicy) -> None:
         _require_finite_positive(p.max_epsilon_per_run, "max_epsilon_per_run")
     if p.min_noise_multiplier != 0:
         _require_finite_positive(p.min_noise_multiplier, "min_noise_multiplier")
+    if p.max_noise_multiplier is not None:
+        _require_finite_positive(p.max_noise_multiplier, "max_noise_multiplier")
     from ssl_fed.fed.aggregators import names  # the registry; at call time (it imports config)
 
     bad = [a for a in p.aggregations if a not in names()]

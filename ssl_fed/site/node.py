@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ssl_fed.config import ConfigError, RootConfig
-from ssl_fed.data import ImageDataset, load_partition, load_splits
+from ssl_fed.data import DataSplits, ImageDataset, load_partition, load_splits
 from ssl_fed.deploy.site_data import deployed_splits
 from ssl_fed.privacy.engine import plan_federated_trainings
 
@@ -37,6 +37,8 @@ class SiteInfo:
     """Deployed: the hold-out for site-local evaluation (``eval-fraction``; none by default)."""
     on_bad_file: str = "error"
     """Deployed: ``skip`` or ``error`` on an unreadable image (``on-bad-file``)."""
+    max_noise_multiplier: float | None = None
+    """The site policy's σ ceiling (``max-noise-multiplier``; else the run config's)."""
 
 
 def _node_budget(node_config: dict[str, Any]) -> float | None:
@@ -101,6 +103,7 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
     fmt = str(node_config.get("data-format", "npz" if data_path.endswith(".npz") else "folder"))
     if fmt not in {"folder", "npz"}:
         raise ConfigError(f"node config data-format={fmt!r}: use folder or npz")
+    ceiling = node_config.get("max-noise-multiplier")
     return SiteInfo(
         label,
         Path(str(node_config["state-dir"])),
@@ -113,6 +116,7 @@ def site_info(cfg: RootConfig, node_config: dict[str, Any]) -> SiteInfo:
         Path(str(node_config["key-dir"])) if "key-dir" in node_config else None,
         float(node_config["eval-fraction"]) if "eval-fraction" in node_config else None,
         str(node_config.get("on-bad-file", "error")),
+        None if ceiling is None else float(ceiling),
     )
 
 
@@ -135,6 +139,10 @@ def site_config(cfg: RootConfig, info: SiteInfo) -> RootConfig:
     elif info.partition_id is not None and cfg.data.public_size is None:
         n = len(site_data(cfg, info))
         cfg = replace(cfg, data=replace(cfg.data, public_size=declared_size(n)))
+    if info.max_noise_multiplier is not None:  # the operator's σ ceiling, not the server's
+        cfg = replace(
+            cfg, privacy=replace(cfg.privacy, max_noise_multiplier=info.max_noise_multiplier)
+        )
     if info.epsilon_budget is None:
         return cfg
     return replace(cfg, privacy=replace(cfg.privacy, epsilon_budget=info.epsilon_budget))
@@ -147,6 +155,27 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
     ``eval-fraction`` (:func:`ssl_fed.deploy.site_data.deployed_splits`); a simulation keeps the
     ``data.test_fraction`` hold-out of its labelled set.
     """
+    train: ImageDataset = _site_splits(cfg, info).train
+    if info.partition_id is None:
+        return train
+    assert info.num_partitions is not None
+    persons = cfg.data if cfg.privacy.unit == "person" else None  # split by person (issue 17)
+    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions, persons)
+
+
+def site_holdout(cfg: RootConfig, info: SiteInfo) -> ImageDataset | None:
+    """Return a deployed site's ``eval-fraction`` hold-out (``None``: no hold-out was asked for).
+
+    The same cached split :func:`site_data` trains on, so held-out images are never trained on.
+    """
+    if info.data_path is None or not info.eval_fraction:
+        return None
+    held: ImageDataset | None = _site_splits(cfg, info).test
+    return held
+
+
+def _site_splits(cfg: RootConfig, info: SiteInfo) -> DataSplits:
+    """Load (once per process) the site's splits: what it trains on and what it holds out."""
     data_cfg = (
         cfg.data
         if info.data_path is None
@@ -166,9 +195,4 @@ def site_data(cfg: RootConfig, info: SiteInfo) -> ImageDataset:
             if info.data_path is None
             else deployed_splits(data_cfg, info.eval_fraction)
         )
-    train: ImageDataset = _SPLITS[key].train
-    if info.partition_id is None:
-        return train
-    assert info.num_partitions is not None
-    persons = cfg.data if cfg.privacy.unit == "person" else None  # split by person (issue 17)
-    return load_partition(train, cfg.partition, info.partition_id, info.num_partitions, persons)
+    return _SPLITS[key]  # type: ignore[no-any-return]

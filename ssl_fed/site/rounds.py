@@ -32,6 +32,7 @@ from ssl_fed.privacy.engine import PrivacyEngine, build_engine, engine_class
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.privacy.policy import SitePolicy
 from ssl_fed.site import node
+from ssl_fed.site.evaluation import site_evaluation
 from ssl_fed.site.node import SiteInfo
 from ssl_fed.tasks import build_task
 from ssl_fed.train.local import schedule_for, train_local
@@ -172,9 +173,10 @@ def train_site_round(
             biggest,
             cfg.aggregation.clipping_range,
         )
+    held_out = site_evaluation(cfg, info, received)  # stays in site_metrics.jsonl
     scalars = engine.public_scalars()
     alarm, drift = _drift(cfg, info, policy, data, received, run_id, round)
-    record_round(info, run_id, round, result.losses, result.steps, drift)
+    record_round(info, run_id, round, result.losses, result.steps, drift, held_out)
     scalars |= alarm
     torch.set_num_threads(max(1, torch.get_num_threads()))
     return SiteRound(delta, scalars, None if share else local_heads(model))
@@ -208,11 +210,17 @@ def record_round(
     losses: dict[str, float],
     steps: int,
     drift: dict[str, Any] | None = None,
+    held_out: dict[str, object] | None = None,
 ) -> None:
-    """Append the round's losses (and drift reading) to ``site_metrics.jsonl`` (never sent)."""
+    """Append the round's losses (drift reading, hold-out scores) to ``site_metrics.jsonl``.
+
+    Never sent: the file stays in the site's state directory.
+    """
     info.state_dir.mkdir(parents=True, exist_ok=True)
     line: dict[str, Any] = {"run_id": run_id, "round": round, "steps": steps, "losses": losses}
     if drift is not None:
         line["drift"] = drift
+    if held_out is not None:
+        line["site_eval"] = held_out
     with (info.state_dir / SITE_METRICS_FILE).open("a") as f:
         f.write(json.dumps(line) + "\n")

@@ -15,7 +15,7 @@ from flwr.common.config import parse_config_args
 from PIL import Image
 
 from ssl_fed.cli import main
-from ssl_fed.config import load_config
+from ssl_fed.config import ConfigError, load_config
 from ssl_fed.deploy.flwr_cli import DeployError
 from ssl_fed.deploy.pki import init_pki, site_keygen
 from ssl_fed.deploy.site import (
@@ -29,7 +29,7 @@ from ssl_fed.deploy.site_data import deployed_splits, site_data_config, validate
 from ssl_fed.deploy.supernode import runtime_port, site_id_from_key
 from ssl_fed.privacy.ledger import PrivacyLedger
 from ssl_fed.privacy.policy import SitePolicy
-from ssl_fed.site.node import site_data, site_info
+from ssl_fed.site.node import site_config, site_data, site_info
 
 
 def labelled_folder(root: Path, per_class: int = 5) -> Path:
@@ -202,3 +202,22 @@ def test_budget_line_shows_the_lifetime_budget_and_what_is_left(tmp_path: Path) 
     # Assert: an independent accountant gives the same spend (3 decimals)
     assert "lifetime ε budget 8" in line
     assert f"spent {spent:.3f}, remaining {8 - spent:.3f}" in line
+
+
+def test_the_site_policy_sigma_ceiling_overrides_the_run_config(tmp_path: Path) -> None:
+    # Prepare: the operator's policy sets σ ≤ 6; the server's run config keeps its default 10
+    policy = SitePolicy(epsilon_budget=8.0, max_noise_multiplier=6.0)
+    rendered = node_config_string(node_config(options(tmp_path), policy))
+    run_cfg = load_config([])
+
+    # Execute: the client reads the node config and builds its view of the run
+    site_cfg = site_config(run_cfg, site_info(run_cfg, parse_config_args([rendered])))
+
+    # Assert
+    assert run_cfg.privacy.max_noise_multiplier == 10.0
+    assert site_cfg.privacy.max_noise_multiplier == 6.0
+
+
+def test_a_non_positive_policy_ceiling_is_refused_naming_the_field() -> None:
+    with pytest.raises(ConfigError, match="max_noise_multiplier"):
+        SitePolicy(epsilon_budget=8.0, max_noise_multiplier=0.0)
