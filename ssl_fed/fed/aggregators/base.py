@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from ssl_fed.config import RootConfig
     from ssl_fed.fed.layout import RoundOutcome
-    from ssl_fed.fed.rounds import SiteRounds
+    from ssl_fed.fed.rounds import RoundRecord, SiteRounds
     from ssl_fed.secagg.identity import SiteIdentity
 
 IdentityOf = Callable[[int], "SiteIdentity"]
@@ -102,7 +102,12 @@ class Aggregator(ABC):
             chosen, rec = rounds.plan_round(grid, nodes, rnd)
             content = self.configure_round(rounds, rnd)
             rounds.apply(rec, self.aggregate_round(grid, chosen, content, rounds, rnd))
+            self.annotate(rec)
             rounds.record(rec)
+
+    def annotate(self, rec: RoundRecord) -> None:
+        """Add this aggregator's own per-round scalars to ``rec`` before it is recorded."""
+        return
 
 
 def wait_for_nodes(grid: Grid, want: int, timeout: float) -> list[int]:

@@ -33,17 +33,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ssl_fed.fed.aggregators.base import register_noise_variant, wait_for_nodes
+from ssl_fed.fed.aggregators.base import register_noise_variant
 from ssl_fed.fed.aggregators.secagg import SecAggAggregator
 
 if TYPE_CHECKING:
-    from flwr.app import Context, RecordDict
+    from flwr.app import RecordDict
     from flwr.serverapp import Grid
 
     from ssl_fed.config import RootConfig
     from ssl_fed.fed import arrays as fa
     from ssl_fed.fed.layout import RoundOutcome
-    from ssl_fed.fed.rounds import SiteRounds
+    from ssl_fed.fed.rounds import RoundRecord, SiteRounds
     from ssl_fed.train.fedsgd_public import PublicRound
     from ssl_fed.train.server_opt import FlatServerOptimizer
 
@@ -136,17 +136,9 @@ class DistributedSecAggAggregator(SecAggAggregator):
         mean = scatter(change, pub, rounds)
         return RoundOutcome(mean, survivors, dropped, dict(res.clear), None, timings)
 
-    def start(
-        self, grid: Grid, context: Context, rounds: SiteRounds, first: int, last: int
-    ) -> None:
-        """Run the base loop, plus the round's distributed-DP scalars on its record."""
-        for rnd in range(first, last + 1):
-            nodes = wait_for_nodes(grid, self.cfg.sim.num_sites, self.cfg.aggregation.query_timeout)
-            chosen, rec = rounds.plan_round(grid, nodes, rnd)
-            content = self.configure_round(rounds, rnd)
-            rounds.apply(rec, self.aggregate_round(grid, chosen, content, rounds, rnd))
-            rec.ddp = dict(self.round_metrics)
-            rounds.record(rec)
+    def annotate(self, rec: RoundRecord) -> None:
+        """Put the round's distributed-DP scalars on its record."""
+        rec.ddp = dict(self.round_metrics)
 
 
 def scatter(change: np.ndarray, pub: PublicRound, rounds: SiteRounds) -> list[fa.NDArray]:
