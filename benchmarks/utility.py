@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from benchmarks.plotting import epsilon_axis, reference_lines, save
 from benchmarks.record import machine, update_section
 from ssl_fed.config import load_config
 from ssl_fed.data import load_splits, partition_dataset
@@ -289,25 +290,18 @@ def make_plot(rows: list[dict[str, Any]], out: Path) -> str | None:
             )
             if pts:
                 ax.plot(*zip(*pts, strict=True), marker="o", label=f"DP fed, {label}")
-        for r, style in (
-            ("raw pixels", ":"),
-            ("synthetic warm start (no site data)", "--"),
-            ("federated non-private, 10 sites α=0.5", "-."),
-        ):
-            hit = [x for x in rows if x["row"] == r]
-            if hit:
-                ax.axhline(hit[0]["probe"][k], linestyle=style, color="gray", label=r)
-        ax.set_xscale("log")
-        ax.set_xticks([1, 3, 8], labels=["1", "3", "8"])
-        ax.minorticks_off()
-        ax.set_xlabel("ε per site (δ = 1e-5)")
-        ax.set_ylabel(f"linear probe accuracy, {k} label(s)/class")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    path = Path(__file__).with_name("utility.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return str(path.relative_to(Path(__file__).resolve().parents[1]))
+        reference_lines(
+            ax,
+            rows,
+            k,
+            (
+                "raw pixels",
+                "synthetic warm start (no site data)",
+                "federated non-private, 10 sites α=0.5",
+            ),
+        )
+        epsilon_axis(ax, f"linear probe accuracy, {k} label(s)/class")
+    return save(fig, axes, "utility.png")
 
 
 if __name__ == "__main__":

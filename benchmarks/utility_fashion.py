@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from benchmarks.plotting import epsilon_axis, reference_lines, save
 from benchmarks.record import machine, update_section
 from benchmarks.utility import _cells, per_site_accuracy, probe_row, simulate_row
 from ssl_fed.config import load_config
@@ -285,25 +286,14 @@ def make_plot(rows: list[dict[str, Any]]) -> str | None:
         )
         if pts:
             ax.plot(*zip(*pts, strict=True), marker="o", label="federated DP, local noise")
-        for ref, style in (
-            ("raw pixels", ":"),
-            ("28x28 warm start alone (no site data)", "--"),
-            ("federated non-private", "-."),
-        ):
-            hit = [x for x in rows if x["row"] == ref]
-            if hit:
-                ax.axhline(hit[0]["probe"][k], linestyle=style, color="gray", label=ref)
-        ax.set_xscale("log")
-        ax.set_xticks([1, 3, 8], labels=["1", "3", "8"])
-        ax.minorticks_off()
-        ax.set_xlabel("ε per site (δ = 1e-5)")
-        ax.set_ylabel(f"probe accuracy, {k} labels/class")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    path = Path(__file__).with_name("utility_fashion.png")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    return str(path.relative_to(Path(__file__).resolve().parents[1]))
+        reference_lines(
+            ax,
+            rows,
+            k,
+            ("raw pixels", "28x28 warm start alone (no site data)", "federated non-private"),
+        )
+        epsilon_axis(ax, f"probe accuracy, {k} labels/class")
+    return save(fig, axes, "utility_fashion.png")
 
 
 if __name__ == "__main__":

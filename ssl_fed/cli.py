@@ -89,6 +89,12 @@ def cmd_ledger_show(overrides: list[str]) -> int:
             f"{when:<20} {e.run_id[:32]:<32} {e.round:>5} {e.noise_multiplier:>8.4f} "
             f"{e.sample_rate:>8.4f} {e.steps:>6} {e.sensitivity:g}C"
         )
+    if ledger.releases:
+        print(f"releases ({len(ledger.releases)}; pure ε-DP, added by basic composition):")
+        print(f"{'time (UTC)':<20} {'run_id':<32} {'round':>5} {'epsilon':>8} mechanism")
+        for r in ledger.releases:
+            when = datetime.fromtimestamp(r.time, UTC).strftime("%Y-%m-%d %H:%M:%S")
+            print(f"{when:<20} {r.run_id[:32]:<32} {r.round:>5} {r.epsilon:>8.4f} {r.mechanism}")
     spent = ledger.epsilon()
     print(
         f"ε spent: {spent:.4f} at δ={ledger.delta} ({ledger.accountant.upper()} accountant, "

@@ -46,12 +46,19 @@ def _pairwise_sq(g: NDArray[np.float64]) -> NDArray[np.float64]:
     return d
 
 
-def min_max(known: list[Vector], direction: Vector | None = None) -> Vector:
-    """Submit ``μ + γp`` with the largest ``γ`` meeting the min-max constraint."""
+def _setup(
+    known: list[Vector], direction: Vector | None
+) -> tuple[NDArray[np.float64], Vector, Vector, float]:
+    """Stack the known updates; return them, their mean ``μ``, the direction ``p`` and ``p·p``."""
     g = _stack(known)
     mu: Vector = g.mean(axis=0)
     p = inverse_unit(mu) if direction is None else np.asarray(direction, np.float64)
-    pp = float(p @ p)
+    return g, mu, p, float(p @ p)
+
+
+def min_max(known: list[Vector], direction: Vector | None = None) -> Vector:
+    """Submit ``μ + γp`` with the largest ``γ`` meeting the min-max constraint."""
+    g, mu, p, pp = _setup(known, direction)
     if pp == 0.0:
         return mu
     radius_sq = float(_pairwise_sq(g).max())
@@ -65,10 +72,7 @@ def min_max(known: list[Vector], direction: Vector | None = None) -> Vector:
 
 def min_sum(known: list[Vector], direction: Vector | None = None) -> Vector:
     """Submit ``μ + γp`` with the largest ``γ`` meeting the min-sum constraint."""
-    g = _stack(known)
-    mu: Vector = g.mean(axis=0)
-    p = inverse_unit(mu) if direction is None else np.asarray(direction, np.float64)
-    pp = float(p @ p)
+    g, mu, p, pp = _setup(known, direction)
     if pp == 0.0:
         return mu
     budget = float(_pairwise_sq(g).sum(axis=1).max()) - float(np.sum((mu - g) ** 2))

@@ -26,16 +26,21 @@ record of the rounds the node trained in.
 
 from __future__ import annotations
 
-import fcntl
 import math
-import os
 import secrets
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ssl_fed.privacy.accounting import Step, epsilon_for_history
+from ssl_fed.privacy.accounting import Step
 from ssl_fed.privacy.ledger_check import LEDGER_FILE, inspect_ledger
+from ssl_fed.privacy.ledger_epsilon import history_epsilon, skellam_step
+from ssl_fed.privacy.ledger_io import (
+    append_locked,
+    check_budget_change,
+    check_terms,
+    create_exclusive,
+)
 from ssl_fed.privacy.ledger_key import Anchor, LedgerKey
 from ssl_fed.privacy.ledger_records import (
     BudgetExceededError,
@@ -49,7 +54,6 @@ from ssl_fed.privacy.ledger_records import (
     seal,
 )
 from ssl_fed.privacy.skellam import SkellamStep
-from ssl_fed.privacy.skellam import epsilon_for_history as skellam_epsilon
 
 __all__ = [
     "LEDGER_FILE",
@@ -58,6 +62,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerError",
     "PrivacyLedger",
+    "skellam_step",
 ]
 
 
@@ -151,32 +156,13 @@ class PrivacyLedger:
         self.header, self.entries, self._budgets = header, [], [header.budget]
         record = header_record(header, self._key.mac)
         line = encode(record)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError as err:
-            raise LedgerError(f"{self.path} appeared while it was created; open it again") from err
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        create_exclusive(self.path, line)
         self._macs, self._size = [str(record["mac"])], len(line)
         self._advance()
 
     def _check_terms(self, delta: float | None, privacy_unit: str) -> None:
-        head = self.header
-        if delta is not None and not math.isclose(delta, head.delta, rel_tol=1e-12):
-            raise LedgerError(
-                f"privacy.delta={delta} differs from δ={head.delta} recorded in {self.path}: a "
-                f"site's ε and budget are stated at one δ; run with privacy.delta={head.delta}"
-            )
-        if not self.read_only and privacy_unit != head.privacy_unit:
-            raise LedgerError(
-                f"privacy unit {privacy_unit!r} differs from {head.privacy_unit!r} recorded in "
-                f"{self.path}: ε over one history must count one kind of unit. To switch, "
-                "start a new, separately labelled budget in a new state_dir (the old ledger "
-                "keeps stating what was spent per its unit); see PrivacyLedger's Notes"
-            )
+        unit = None if self.read_only else privacy_unit
+        check_terms(self.header, self.path, delta=delta, privacy_unit=unit)
 
     def require_unit(self, privacy_unit: str) -> None:
         """Raise :class:`LedgerError` unless this ledger's recorded unit is ``privacy_unit``."""
@@ -187,13 +173,7 @@ class PrivacyLedger:
             self._advance()
 
     def _apply_budget(self, budget: float) -> None:
-        if budget > self.budget * (1 + 1e-12):
-            raise BudgetRaiseError(
-                f"ε budget {budget} is larger than the budget {self.budget} (δ={self.delta}) "
-                f"recorded in {self.path}; a site's budget can only be lowered. Run with "
-                f"privacy.epsilon_budget={self.budget} (and privacy.target_epsilon at most that)."
-            )
-        if budget < self.budget * (1 - 1e-12):
+        if check_budget_change(self.budget, budget, self.delta, self.path):
             self._append("budget", {"budget": budget, "time": time.time()})
             self._budgets.append(budget)
 
@@ -219,20 +199,10 @@ class PrivacyLedger:
         """Durably append one sealed line, then advance the anchor (one writer at a time)."""
         self._require_writable()
         record = seal(kind, fields, self._macs[-1], self._key.mac)
-        with open(self.path, "ab") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            if os.fstat(fh.fileno()).st_size != self._size:
-                raise LedgerError(
-                    f"{self.path} changed since it was opened (another process wrote to it); "
-                    "open it again"
-                )
-            line = encode(record)
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-            self._macs.append(str(record["mac"]))
-            self._size += len(line)
-            self._advance()
+        line = encode(record)
+        self._size = append_locked(self.path, self._size, line)
+        self._macs.append(str(record["mac"]))
+        self._advance()
 
     def _require_writable(self) -> None:
         if self.read_only:
@@ -256,12 +226,9 @@ class PrivacyLedger:
         RDP with :func:`ssl_fed.privacy.skellam.epsilon_for_history` (Gaussian steps exactly).
         Pure ε-DP releases (:class:`ReleaseEntry`, drift alarms) add by basic composition.
         """
-        released = sum(r.epsilon for r in self.releases)
-        sk = [s for e in self.entries if (s := e.skellam_step) is not None] + (skellam or [])
-        gauss = [e.step for e in self.entries if e.skellam_step is None] + (extra or [])
-        if not sk:
-            return epsilon_for_history(gauss, self.delta, self.accountant) + released
-        return skellam_epsilon([*gauss, *sk], self.delta) + released
+        return history_epsilon(
+            self.entries, self.releases, self.delta, self.accountant, extra or (), skellam or ()
+        )
 
     def remaining(self) -> float:
         """Budget left: ``budget - ε spent`` (never negative)."""
@@ -342,10 +309,3 @@ class PrivacyLedger:
     def entries_for(self, run_id: str) -> list[LedgerEntry]:
         """Entries written by one run (to reuse its σ, or to avoid charging a round twice)."""
         return [e for e in self.entries if e.run_id == run_id]
-
-
-def skellam_step(planned: Step, ddp: dict[str, float]) -> SkellamStep:
-    """Return the Skellam accountant's step for a planned distributed-noise training."""
-    sigma, q, steps = planned
-    l2, l1 = float(ddp["l2_sensitivity"]), float(ddp["l1_sensitivity"])
-    return SkellamStep(sigma, q, steps, l2, l1)

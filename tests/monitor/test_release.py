@@ -149,3 +149,18 @@ def test_a_site_policy_file_with_a_bad_drift_field_is_refused(tmp_path, field, v
     path.write_text(f"epsilon_budget: 8\n{field}: {value}\n")
     with pytest.raises(ConfigError, match=field):
         load_policy(path)
+
+
+def test_ledger_show_lists_release_records_and_counts_them_in_the_total(tmp_path, capsys) -> None:
+    # Prepare: a site ledger holding one drift-alarm release and no training
+    from ssl_fed.cli import main
+
+    ledger = PrivacyLedger(tmp_path / "state", budget=2.0, delta=1e-5)
+    ledger.charge_release(run_id="sim-drift", round=3, epsilon=0.25, mechanism="svt")
+    # Execute
+    code = main(["ledger", "show", f"state_dir={tmp_path}/state"])
+    # Assert: the release is listed and the ε spent is exactly its ε (basic composition)
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "releases (1;" in out and "sim-drift" in out and "svt" in out
+    assert "ε spent: 0.2500" in out
