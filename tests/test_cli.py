@@ -129,3 +129,18 @@ def test_a_warm_start_of_the_wrong_shape_is_named(tmp_path, capsys):
     assert main(["train-local", f"init={warm}", f"out={tmp_path}/site"]) == 2
     err = capsys.readouterr().err
     assert "expected" in err and "found" in err
+
+
+@pytest.mark.slow
+def test_a_non_private_train_local_reproduces_bit_for_bit(tmp_path) -> None:
+    # Prepare: the same non-private run twice (data order, augmentations and init from train.seed)
+    args = ["train-local", "data=digits", "privacy=off", "train.local_epochs=1"]
+    args += ["eval.draws=1", "eval.labels_per_class=[1]"]
+    # Execute
+    assert main([*args, f"out={tmp_path}/a"]) == 0
+    assert main([*args, f"out={tmp_path}/b"]) == 0
+    # Assert: identical weights (the model's initial weights came from the global RNG before)
+    import torch
+
+    a, b = torch.load(tmp_path / "a" / "encoder.pt"), torch.load(tmp_path / "b" / "encoder.pt")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

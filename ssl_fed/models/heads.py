@@ -114,14 +114,28 @@ class SSLModel(nn.Module):
         return f"heads.{pattern}" if pattern.split(".", 1)[0] in self.heads else pattern
 
 
-def build_model(cfg: EncoderConfig, in_channels: int) -> SSLModel:
+def build_model(cfg: EncoderConfig, in_channels: int, *, seed: int | None = None) -> SSLModel:
     """Build the encoder and every registered head (built-in heads first).
 
     The tasks package is imported first, because importing it registers the heads of every task
     (those in ``ssl_fed/tasks/`` and the plugins, :mod:`ssl_fed.plugins`); a server, which never
     builds a task, thus builds the same heads as its sites.
+
+    ``seed`` makes the initial weights a function of that (public) number alone, drawn on a
+    forked RNG so the caller's global stream is untouched: a site's local heads and a
+    ``train-local`` model then start identically on every run and in every Ray worker, which
+    non-private runs need to reproduce. An initialization reads no data, so a public seed for
+    it reveals nothing about any image (DESIGN §1 keeps *data-dependent* randomness secret).
     """
     import ssl_fed.tasks  # noqa: F401  (registers every task's heads)
 
+    if seed is None:
+        return _build(cfg, in_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(cfg, in_channels)
+
+
+def _build(cfg: EncoderConfig, in_channels: int) -> SSLModel:
     encoder = build_encoder(cfg, in_channels)
     return SSLModel(encoder, {name: build(encoder.out_dim, cfg) for name, build in HEADS.items()})

@@ -157,7 +157,7 @@ def train_site_round(
         delta = [ddp_round(engine, cfg, data, received, round)]
         return SiteRound(delta, engine.public_scalars(), None)
     share = cfg.aggregation.share_heads
-    model = build_model(cfg.encoder, data.channels)
+    model = build_model(cfg.encoder, data.channels, seed=cfg.train.seed)
     fa.load_arrays(model, received, share)
     if not share and heads is not None:
         load_local_heads(model, heads)

@@ -92,7 +92,7 @@ def run_train_local(cfg: RootConfig) -> dict[str, Any]:
     units = privacy_units(train, cfg)  # missing person ids are refused before any ledger exists
     schedule = schedule_for(cfg, units)
     engine = build_engine(cfg, lambda: site_ledger(cfg), schedule, n=units, run_id=run_id)
-    model = build_model(cfg.encoder, train.channels)
+    model = build_model(cfg.encoder, train.channels, seed=cfg.train.seed)
     init_card = load_init(model, cfg.init)
     task = build_task(model, cfg.task, cfg.data.augment, train.image_size, train.channels)
     result = train_local(task, train, cfg, run_id=run_id, engine=engine)
