@@ -251,7 +251,7 @@ def ratio_table(rows: list[Row]) -> list[str]:
         s_err = f"{st[1]:.1e}" if st else "n/a"
         goal = "met" if o / p <= GOAL else f"missed by {o / p - GOAL:.2f}x"
         lines.append(
-            f"| {n_params / 1e6:.0f}M | {n_sites} | {p:.3f} | {o:.3f} | {s_txt} | {o / p:.2f}x "
+            f"| {n_params / 1e6:g}M | {n_sites} | {p:.3f} | {o:.3f} | {s_txt} | {o / p:.2f}x "
             f"({min(per):.2f}-{max(per):.2f}) | {s_ratio} | {goal} | {out['ours'][1]:.1e} | "
             f"{s_err} |"
         )
@@ -260,7 +260,7 @@ def ratio_table(rows: list[Row]) -> list[str]:
 
 def split_table(rows: list[Row]) -> list[str]:
     """Mean seconds per round of each part of the ssl-fed round, one column per row."""
-    head = "| part | " + " | ".join(f"{p / 1e6:.0f}M x {n}" for p, n, _ in rows) + " |"
+    head = "| part | " + " | ".join(f"{p / 1e6:g}M x {n}" for p, n, _ in rows) + " |"
     lines = [head, "|---|" + "---|" * len(rows)]
     for label, key in SPLIT_KEYS:
         vals = [_mean([_split_value(s, key) for s in out["ours"][2]]) for _, _, out in rows]
