@@ -145,5 +145,7 @@ def decode_mean(
     if total <= 0:
         raise ValueError("total weight of the survivors is zero; nothing to average")
     step = 2.0 * clip_range / float(2**value_bits - 1)
-    mean = summed[:-EXTRA_WORDS].astype(np.float64) * (step / total) - clip_range
+    mean = summed[:-EXTRA_WORDS].astype(np.float64)  # one allocation; same values in place
+    mean *= step / total
+    mean -= clip_range
     return mean, total, int(summed[-2])
