@@ -8,7 +8,7 @@ through benchmarks/record.py, with the machine and the 1-min load average before
 
     python benchmarks/secagg_round.py --record             # 1M and 11M params x 5 and 10 sites
     python benchmarks/secagg_round.py --rows 1M:10,11M:10  # chosen rows
-    python benchmarks/secagg_round.py --quick              # 1M x 5 only (smoke)
+    python benchmarks/secagg_round.py --rows 0.1M:3 --no-stock  # smoke
 """
 
 from __future__ import annotations
@@ -60,15 +60,9 @@ def make_client() -> ClientApp:
         rec = msg.content["arrays"]
         names = list(rec.keys())
         new = local([rec[k].numpy() for k in names], pid)
-        return Message(
-            RecordDict(
-                {
-                    "arrays": ArrayRecord({k: Array(a) for k, a in zip(names, new, strict=True)}),
-                    "metrics": MetricRecord({"num-examples": site_weight(pid)}),
-                }
-            ),
-            reply_to=msg,
-        )
+        arrays = ArrayRecord({k: Array(a) for k, a in zip(names, new, strict=True)})
+        metrics = MetricRecord({"num-examples": site_weight(pid)})
+        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.train("plain")
     def plain(msg: Message, context: Context) -> Message:
@@ -310,7 +304,6 @@ def parse_rows(text: str) -> list[tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="only 1M params x 5 sites")
     parser.add_argument("--rows", default="1M:5,1M:10,11M:5,11M:10", help="params:sites,...")
     parser.add_argument("--rounds", type=int, default=3, help="timed repetitions per method")
     parser.add_argument("--warmup", type=int, default=1)
@@ -323,7 +316,7 @@ def main() -> None:
     )
     parser.add_argument("--record", action="store_true", help="write the RESULTS.md section")
     args = parser.parse_args()
-    grid = [(1_000_000, 5)] if args.quick else parse_rows(args.rows)
+    grid = parse_rows(args.rows)
     load_before = os.getloadavg()[0]
     rows = []
     for n_params, n_sites in grid:
