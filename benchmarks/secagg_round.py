@@ -1,19 +1,20 @@
 """Protocol-only round cost: ssl-fed SecAgg+ vs Flower's stock SecAgg+ vs plain aggregation.
 
-One Ray simulation per (params, sites) row, running the three methods back to back on the same
-warm actors (num_cpus=1 per client). Client compute is trivial (add a constant), so the times are
-protocol + transport. Each method runs ``--warmup`` untimed rounds, then ``--rounds`` timed ones.
+One Ray simulation per (params, sites) row, on the same warm actors (num_cpus=1 per client).
+Client compute is trivial (add a constant), so the times are protocol + transport. Each
+repetition runs the methods back to back (plain, ours, stock: interleaved, so all see the same
+load); the first ``--warmup`` repetitions are untimed. ``--record`` writes the RESULTS.md section
+through benchmarks/record.py, with the machine and the 1-min load average before and after.
 
-    python benchmarks/secagg_round.py           # 1M and 11M params x 5 and 10 sites
-    python benchmarks/secagg_round.py --quick   # 1M x 5 only (smoke)
+    python benchmarks/secagg_round.py --record             # 1M and 11M params x 5 and 10 sites
+    python benchmarks/secagg_round.py --rows 1M:10,11M:10  # chosen rows
+    python benchmarks/secagg_round.py --rows 0.1M:3 --no-stock  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,11 +34,11 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ssl_fed.secagg import SecAggConfig, run_secagg_round, secagg_mod, spec_from_arrays
+from benchmarks.record import machine, update_section
+from ssl_fed.fed.secagg_driver import run_secagg_round, spec_from_arrays
+from ssl_fed.fed.secagg_mod import secagg_mod
+from ssl_fed.secagg import AggregateResult, SecAggConfig
 from ssl_fed.secagg.params import resolve_round
-
-START, END = "<!-- secagg_round:start -->", "<!-- secagg_round:end -->"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def site_delta(pid: int) -> float:
@@ -59,15 +60,9 @@ def make_client() -> ClientApp:
         rec = msg.content["arrays"]
         names = list(rec.keys())
         new = local([rec[k].numpy() for k in names], pid)
-        return Message(
-            RecordDict(
-                {
-                    "arrays": ArrayRecord({k: Array(a) for k, a in zip(names, new, strict=True)}),
-                    "metrics": MetricRecord({"num-examples": site_weight(pid)}),
-                }
-            ),
-            reply_to=msg,
-        )
+        arrays = ArrayRecord({k: Array(a) for k, a in zip(names, new, strict=True)})
+        metrics = MetricRecord({"num-examples": site_weight(pid)})
+        return Message(RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
     @app.train("plain")
     def plain(msg: Message, context: Context) -> Message:
@@ -112,78 +107,83 @@ def make_server(
         while len(nodes) < n_sites:
             nodes = list(grid.get_node_ids())
             time.sleep(0.1)
-        total = args.warmup + args.rounds
         content = RecordDict({"arrays": rec, "config": ConfigRecord({"lr": 0.1})})
-
-        times, errs = [], []
-        for r in range(total):  # plain: what the Message-API FedAvg does per round
-            t0 = time.perf_counter()
-            msgs = [Message(content, dst_node_id=n, message_type="train.plain") for n in nodes]
-            reps = list(grid.send_and_receive(msgs, timeout=120))
-            arrs = [[m.content["arrays"][k].numpy() for k in ("w", "b")] for m in reps]
-            ws = [float(m.content["metrics"]["num-examples"]) for m in reps]
-            mean = [
-                sum(a[i] * w for a, w in zip(arrs, ws, strict=True)) / sum(ws) for i in range(2)
-            ]
-            if r >= args.warmup:
-                times.append(time.perf_counter() - t0)
-            errs.append(err(mean))
-        out["plain"] = (times, max(errs), {})
-
         cfg = SecAggConfig(clip_range=4.0, max_weight=1000, stage_timeout=60, train_timeout=120)
-        times, errs, split = [], [], []
-        for r in range(total):
-            t0 = time.perf_counter()
-            res = run_secagg_round(
-                grid, nodes, content, spec_from_arrays(rec), cfg, message_type="train.secagg"
-            )
-            assert not hasattr(res, "reason"), res
-            if r >= args.warmup:
-                times.append(time.perf_counter() - t0)
-                split.append(res.timings)
-            errs.append(err([res.arrays["w"], res.arrays["b"]]))
-        keys = sorted({k for s in split for k in s})
-        out["ours"] = (
-            times,
-            max(errs),
-            {k: statistics.mean(s.get(k, 0.0) for s in split) for k in keys},
-        )
-
-        for phase, n_rounds in (("warm", args.warmup), ("timed", args.rounds)):
-            if n_rounds == 0:
-                continue
-            strategy = LegacyFedAvg(
-                fraction_fit=1.0,
-                fraction_evaluate=0.0,
-                min_fit_clients=n_sites,
-                min_available_clients=n_sites,
-                initial_parameters=ndarrays_to_parameters(init),
-            )
-            ctx = LegacyContext(
-                context=context, config=ServerConfig(num_rounds=n_rounds), strategy=strategy
-            )
-            k = resolve_round(n_sites, cfg).k
-            shares = args.stock_shares or k + 1 + (k % 2)  # stock needs an odd ring size
-            t0 = time.perf_counter()
-            DefaultWorkflow(
-                fit_workflow=SecAggPlusWorkflow(
-                    num_shares=shares,
-                    reconstruction_threshold=shares // 2 + 1,
-                    max_weight=1000.0,
-                    clipping_range=4.0,
-                    timeout=120,
-                )
-            )(grid, ctx)
-            per = (time.perf_counter() - t0) / n_rounds
-            if phase == "timed":
-                final = [ctx.state.array_records["parameters"][k].numpy() for k in ("0", "1")]
-                stock_err = max(
-                    float(np.abs(f - (i + n_rounds * exact_delta)).max())
-                    for f, i in zip(final, init, strict=True)
-                )
-                out["stock"] = ([per], stock_err, {})
+        methods = {
+            "plain": lambda: plain_round(grid, nodes, content),
+            "ours": lambda: ours_round(grid, nodes, content, rec, cfg),
+        }
+        if not args.no_stock:
+            methods["stock"] = lambda: stock_round(grid, context, init, n_sites, cfg, args)
+        for m in methods:
+            out[m] = ([], 0.0, [])
+        for rep in range(args.warmup + args.rounds):  # interleaved: same load for every method
+            for m, run in methods.items():
+                t0 = time.perf_counter()
+                arrays, split = run()
+                dt = time.perf_counter() - t0
+                times, worst, splits = out[m]
+                out[m] = (times, max(worst, err(arrays)), splits)
+                if rep >= args.warmup:
+                    times.append(dt)
+                    splits.append(split)
 
     return app
+
+
+def plain_round(
+    grid: Grid, nodes: list[int], content: RecordDict
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """What the Message-API FedAvg does per round: one train exchange, a weighted mean."""
+    msgs = [Message(content, dst_node_id=n, message_type="train.plain") for n in nodes]
+    reps = list(grid.send_and_receive(msgs, timeout=120))
+    arrs = [[m.content["arrays"][k].numpy() for k in ("w", "b")] for m in reps]
+    ws = [float(m.content["metrics"]["num-examples"]) for m in reps]
+    mean = [sum(a[i] * w for a, w in zip(arrs, ws, strict=True)) / sum(ws) for i in range(2)]
+    return mean, {}
+
+
+def ours_round(
+    grid: Grid, nodes: list[int], content: RecordDict, rec: ArrayRecord, cfg: SecAggConfig
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """One ssl-fed SecAgg+ round through the driver, as the aggregator runs it."""
+    res = run_secagg_round(
+        grid, nodes, content, spec_from_arrays(rec), cfg, message_type="train.secagg"
+    )
+    if not isinstance(res, AggregateResult):
+        raise RuntimeError(f"ssl-fed SecAgg+ round skipped: {res.reason}")
+    return [res.arrays["w"], res.arrays["b"]], dict(res.timings)
+
+
+def stock_round(
+    grid: Grid,
+    context: Context,
+    init: list[np.ndarray],
+    n_sites: int,
+    cfg: SecAggConfig,
+    args: argparse.Namespace,
+) -> tuple[list[np.ndarray], dict[str, float]]:
+    """One round of Flower's stock SecAgg+ workflow from the same initial parameters."""
+    strategy = LegacyFedAvg(
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=n_sites,
+        min_available_clients=n_sites,
+        initial_parameters=ndarrays_to_parameters(init),
+    )
+    ctx = LegacyContext(context=context, config=ServerConfig(num_rounds=1), strategy=strategy)
+    k = resolve_round(n_sites, cfg).k
+    shares = args.stock_shares or k + 1 + (k % 2)  # stock needs an odd ring size
+    DefaultWorkflow(
+        fit_workflow=SecAggPlusWorkflow(
+            num_shares=shares,
+            reconstruction_threshold=shares // 2 + 1,
+            max_weight=1000.0,
+            clipping_range=4.0,
+            timeout=120,
+        )
+    )(grid, ctx)
+    return [ctx.state.array_records["parameters"][k].numpy() for k in ("0", "1")], {}
 
 
 def run_row(n_params: int, n_sites: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -209,97 +209,124 @@ SPLIT_KEYS = [
     ("stage advertise (wall)", "stage.advertise"),
     ("stage share (wall)", "stage.share"),
     ("stage collect (wall)", "stage.collect"),
+    ("stage consist (wall)", "stage.consist"),
     ("stage unmask (wall)", "stage.unmask"),
 ]
+GOAL = 1.5
+"""Issue 15: an ssl-fed SecAgg+ round costs at most 1.5x a plain round."""
+
+Row = tuple[int, int, dict[str, Any]]
 
 
-def render(rows: list[tuple[int, int, dict[str, Any]]], args: argparse.Namespace) -> str:
+def _mean(values: list[float]) -> float:
+    return statistics.mean(values) if values else float("nan")
+
+
+def _split_value(split: dict[str, float], key: str) -> float:
+    if key == "serialize":
+        return split.get("sites.serialize", 0.0) + split.get("server.serialize", 0.0)
+    return split.get(key, 0.0)
+
+
+def ratio_table(rows: list[Row]) -> list[str]:
+    """Mean seconds per method and the ratios; per-repetition ours/plain range in brackets."""
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores ({platform.machine()}, no GPU), "
-        f"Python {platform.python_version()}, Ray simulation with num_cpus=1 per client. "
-        f"Date: {datetime.date.today().isoformat()}. Command: `python benchmarks/secagg_round.py"
-        f"{' --quick' if args.quick else ''}`; {args.warmup} warm-up + {args.rounds} timed rounds "
-        "per method, mean seconds per round; trivial client compute (protocol + transport only).",
-        "",
-        "ssl-fed SecAgg+: k = min(n-1, 2*ceil(log2 n)) neighbours, t = k//2+1, 256-bit ChaCha20 "
-        "masks, uint32 words, clip 4.0. Stock: Flower 1.42 `SecAggPlusWorkflow` "
-        f"(num_shares={args.stock_shares or 'k+1, the same neighbourhood as ours'}, "
-        "threshold=shares//2+1, clip 4.0, max_weight 1000, int64 "
-        "words, 32-bit-seeded masks) on the legacy `DefaultWorkflow`. Plain: one "
-        "`grid.send_and_receive` train round + numpy weighted mean "
-        "(what the Message-API FedAvg does).",
-        "",
-        "| params | sites | plain s | ssl-fed SecAgg+ s | stock SecAgg+ s | ours / plain | "
-        "stock / plain | ours / stock | max err ours | max err stock |",
+        "| params | sites | plain s | ssl-fed SecAgg+ s | stock SecAgg+ s | ours / plain "
+        "(per-rep range) | stock / plain | goal ours/plain <= 1.5x | max err ours | "
+        "max err stock |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for n_params, n_sites, out in rows:
-        p, o, s = (statistics.mean(out[m][0]) for m in ("plain", "ours", "stock"))
+        p, o = _mean(out["plain"][0]), _mean(out["ours"][0])
+        per = [a / b for a, b in zip(out["ours"][0], out["plain"][0], strict=True)]
+        st = out.get("stock")
+        s_txt = f"{_mean(st[0]):.3f}" if st else "not run"
+        s_ratio = f"{_mean(st[0]) / p:.2f}x" if st else "n/a"
+        s_err = f"{st[1]:.1e}" if st else "n/a"
+        goal = "met" if o / p <= GOAL else f"missed by {o / p - GOAL:.2f}x"
         lines.append(
-            f"| {n_params / 1e6:.0f}M | {n_sites} | {p:.3f} | {o:.3f} | {s:.3f} | {o / p:.2f}x | "
-            f"{s / p:.2f}x | {o / s:.2f}x | {out['ours'][1]:.1e} | {out['stock'][1]:.1e} |"
+            f"| {n_params / 1e6:g}M | {n_sites} | {p:.3f} | {o:.3f} | {s_txt} | {o / p:.2f}x "
+            f"({min(per):.2f}-{max(per):.2f}) | {s_ratio} | {goal} | {out['ours'][1]:.1e} | "
+            f"{s_err} |"
         )
-    lines += [
+    return lines
+
+
+def split_table(rows: list[Row]) -> list[str]:
+    """Mean seconds per round of each part of the ssl-fed round, one column per row."""
+    head = "| part | " + " | ".join(f"{p / 1e6:g}M x {n}" for p, n, _ in rows) + " |"
+    lines = [head, "|---|" + "---|" * len(rows)]
+    for label, key in SPLIT_KEYS:
+        vals = [_mean([_split_value(s, key) for s in out["ours"][2]]) for _, _, out in rows]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
+    return lines
+
+
+def render(rows: list[Row], args: argparse.Namespace, loads: tuple[float, float]) -> str:
+    command = "python benchmarks/secagg_round.py " + " ".join(sys.argv[1:])
+    lines = [
+        "## SecAgg round cost (benchmarks/secagg_round.py)",
+        "",
+        f"Machine: {machine()}, no GPU; Ray simulation with num_cpus=1 per client. "
+        f"1-min load average {loads[0]:.1f} before, {loads[1]:.1f} after (the machine is shared: "
+        "ratios are meaningful, absolute seconds are not). "
+        f"Command: `{command.strip()}`; {args.warmup} warm-up + {args.rounds} timed "
+        "repetitions, each running the methods back to back (interleaved, same load), mean "
+        "seconds per round; trivial client compute (protocol + transport only).",
+        "",
+        "ssl-fed SecAgg+: k = min(n-1, 2*ceil(log2 n)) neighbours, t = k//2+1, 256-bit ChaCha20 "
+        "masks streamed into the masked buffer, uint32 words, clip 4.0, signed keys off "
+        "(no identities in this benchmark), consistency round on. Stock: Flower 1.42 "
+        f"`SecAggPlusWorkflow` (num_shares={args.stock_shares or 'k+1, our neighbourhood'}, "
+        "threshold=shares//2+1, clip 4.0, max_weight 1000, int64 words, 32-bit-seeded masks) on "
+        "the legacy `DefaultWorkflow`, one round per repetition. Plain: one "
+        "`grid.send_and_receive` train round + numpy weighted mean (what the Message-API "
+        "FedAvg does).",
+        "",
+        *ratio_table(rows),
         "",
         "Time split of the ssl-fed round (seconds per round; site times summed over sites, "
         "which run 2 at a time; stage walls include transport and Ray scheduling):",
         "",
+        *split_table(rows),
     ]
-    head = "| part | " + " | ".join(f"{p / 1e6:.0f}M x {n}" for p, n, _ in rows) + " |"
-    lines += [head, "|---|" + "---|" * len(rows)]
-    for label, key in SPLIT_KEYS:
-        vals = []
-        for _, _, out in rows:
-            split = out["ours"][2]
-            v = (
-                split.get("sites.serialize", 0.0) + split.get("server.serialize", 0.0)
-                if key == "serialize"
-                else split.get(key, 0.0)
-            )
-            vals.append(f"{v:.3f}")
-        lines.append(f"| {label} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_results(text: str) -> None:
-    section = f"{START}\n## SecAgg round cost (benchmarks/secagg_round.py)\n\n{text}{END}\n"
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + section + tail
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(new)
+def parse_rows(text: str) -> list[tuple[int, int]]:
+    """``"1M:10,11M:10"`` -> [(1_000_000, 10), (11_000_000, 10)]."""
+    rows = []
+    for item in text.split(","):
+        params, sites = item.strip().split(":")
+        rows.append((int(float(params.rstrip("Mm")) * 1_000_000), int(sites)))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="only 1M params x 5 sites")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rows", default="1M:5,1M:10,11M:5,11M:10", help="params:sites,...")
+    parser.add_argument("--rounds", type=int, default=3, help="timed repetitions per method")
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-stock", action="store_true", help="skip Flower's stock SecAgg+")
     parser.add_argument(
         "--stock-shares",
         type=int,
         default=0,
         help="stock num_shares (odd); 0 = our k + 1 (same neighbourhood)",
     )
-    parser.add_argument("--no-write", action="store_true", help="print only, leave RESULTS.md")
+    parser.add_argument("--record", action="store_true", help="write the RESULTS.md section")
     args = parser.parse_args()
-    grid = (
-        [(1_000_000, 5)]
-        if args.quick
-        else [(1_000_000, 5), (1_000_000, 10), (11_000_000, 5), (11_000_000, 10)]
-    )
+    grid = parse_rows(args.rows)
+    load_before = os.getloadavg()[0]
     rows = []
     for n_params, n_sites in grid:
         t0 = time.perf_counter()
         rows.append((n_params, n_sites, run_row(n_params, n_sites, args)))
         print(f"row {n_params} x {n_sites} done in {time.perf_counter() - t0:.0f} s", flush=True)
-    text = render(rows, args)
+    text = render(rows, args, (load_before, os.getloadavg()[0]))
     print(text)
-    if not args.no_write:
-        write_results(text)
+    if args.record:
+        update_section("secagg_round", text)
 
 
 if __name__ == "__main__":

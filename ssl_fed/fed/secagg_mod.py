@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any
 
 from flwr.app import (
-    Array,
     ArrayRecord,
     ConfigRecord,
     Context,
@@ -41,7 +40,7 @@ from flwr.app import (
 )
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
-from ssl_fed.fed.secagg_driver import CLEAR, MASKED, RECORD
+from ssl_fed.fed.secagg_driver import CLEAR, MASKED, RECORD, array_view, masked_array
 from ssl_fed.secagg import client
 from ssl_fed.secagg.identity import SiteIdentity
 from ssl_fed.secagg.wire import Payload
@@ -64,7 +63,7 @@ def _train(
     akey, wkey = str(request.get("array_key", "arrays")), str(request.get("weight_key", ""))
     if akey not in reply.content.array_records:
         raise ValueError(f"train reply has no ArrayRecord {akey!r}")
-    arrays = {k: v.numpy() for k, v in reply.content.array_records[akey].items()}
+    arrays = {k: array_view(v) for k, v in reply.content.array_records[akey].items()}
     for rec in reply.content.metric_records.values():
         if wkey in rec:
             send = request.get("clear_metrics") is True
@@ -139,7 +138,7 @@ def _answer_stage(
     content = RecordDict()
     if "masked" in reply:
         t0 = time.perf_counter()
-        content[MASKED] = ArrayRecord({"masked": Array(reply.pop("masked"))})
+        content[MASKED] = ArrayRecord({"masked": masked_array(reply.pop("masked"))})
         reply["t_serialize"] = time.perf_counter() - t0
     if clear:
         content[CLEAR] = MetricRecord(clear)

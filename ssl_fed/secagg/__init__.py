@@ -3,7 +3,8 @@
 Pure protocol code over bytes and arrays, with no Flower import (a test enforces it): the
 site's and the server's state machines (:mod:`~ssl_fed.secagg.client`,
 :mod:`~ssl_fed.secagg.server`), the primitives (:mod:`~ssl_fed.secagg.keys`,
-:mod:`~ssl_fed.secagg.shamir`, :mod:`~ssl_fed.secagg.prg`) and :func:`run_local_round`
+:mod:`~ssl_fed.secagg.shamir`, :mod:`~ssl_fed.secagg.prg`; :mod:`~ssl_fed.secagg.stream` adds the
+masks chunk by chunk into the masked buffer) and :func:`run_local_round`
 (in-process, no Flower). Flower's Message API carries it through :mod:`ssl_fed.fed.secagg_driver`
 (server, Grid-level ``run_secagg_round``) and :mod:`ssl_fed.fed.secagg_mod` (site, client mod).
 

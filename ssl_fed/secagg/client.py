@@ -39,9 +39,10 @@ from ssl_fed.secagg.identity import (
     check_consistency,
     survivors_message,
 )
-from ssl_fed.secagg.prg import derive_info, keystream_words
+from ssl_fed.secagg.prg import derive_info
 from ssl_fed.secagg.setup import RoundSetup
 from ssl_fed.secagg.state import STAGES, ClientState
+from ssl_fed.secagg.stream import MaskTerm, apply_masks
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -173,7 +174,9 @@ def mask(
 
     ``encoded`` is the site's weighted fixed-point vector from
     :func:`ssl_fed.secagg.quantize.encode_weighted`. The sign is ``+`` when ``i < j``, so the pair's
-    two masks cancel in the sum (paper §3, eq. for ``y_u``).
+    two masks cancel in the sum (paper §3, eq. for ``y_u``). ``encoded`` is masked in place
+    (:func:`ssl_fed.secagg.stream.apply_masks`, one pass, no copy) and becomes the reply's
+    ``masked`` vector: the caller hands it over and must not reuse it.
     """
     setup = state.round_setup()
     ids = check_collect(state, request)
@@ -193,25 +196,20 @@ def mask(
             continue
         state.held[str(j)] = [pt[: keys.SHARE_BYTES].hex(), pt[keys.SHARE_BYTES :].hex()]
     t1 = time.perf_counter()
-    dtype, length = setup.dtype, setup.length
-    y = encoded.copy()
-    y += keystream_words(
-        bytes.fromhex(state.seed), derive_info(setup.round_id, "self-mask", me), length, dtype
-    )
-    sk_s = bytes.fromhex(state.sk_s)
+    rid, sk_s = setup.round_id, bytes.fromhex(state.sk_s)
+    terms = [MaskTerm(bytes.fromhex(state.seed), derive_info(rid, "self-mask", me), 1)]
     for j in ids:
         shared = keys.agree(sk_s, bytes.fromhex(state.peers[str(j)][1]))
-        m = keystream_words(
-            shared, derive_info(setup.round_id, "pair-mask", min(me, j), max(me, j)), length, dtype
-        )
-        if me < j:
-            y += m
-        else:
-            y -= m
+        info = derive_info(rid, "pair-mask", min(me, j), max(me, j))
+        terms.append(MaskTerm(shared, info, 1 if me < j else -1))
+    apply_masks(encoded, terms)
     state.mask_ids = ids
     reply = header("collect", setup.round_id)
     reply.update(
-        node_id=ids_to_bytes([me]), masked=y, t_encrypt=t1 - t0, t_mask=time.perf_counter() - t1
+        node_id=ids_to_bytes([me]),
+        masked=encoded,
+        t_encrypt=t1 - t0,
+        t_mask=time.perf_counter() - t1,
     )
     return state, reply
 

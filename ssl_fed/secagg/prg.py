@@ -20,7 +20,7 @@ import struct
 
 import numpy as np
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from numpy.typing import NDArray
 
@@ -40,22 +40,33 @@ def hkdf(secret: bytes, info: bytes, length: int = 32) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
+def chacha_stream(secret: bytes, info: bytes) -> CipherContext:
+    """Open the ChaCha20 keystream of ``PRG(secret)`` under ``info``; read it with ``update_into``.
+
+    The 16-byte ChaCha20 IV is a zero 32-bit block counter followed by a derived 96-bit nonce,
+    so a stream of up to 256 GB never wraps the counter. Successive ``update_into`` calls continue
+    the one stream, so reading it in chunks yields exactly the bytes of one long read.
+    """
+    if len(secret) != 32:
+        raise ValueError(f"mask secrets are 32 bytes, got {len(secret)}")
+    okm = hkdf(secret, info, 44)
+    cipher = Cipher(algorithms.ChaCha20(okm[:32], b"\0\0\0\0" + okm[32:44]), mode=None)
+    return cipher.encryptor()
+
+
 def keystream_words(
     secret: bytes, info: bytes, length: int, dtype: type[np.unsignedinteger]
 ) -> NDArray[np.unsignedinteger]:
     """Return ``length`` words of ``dtype`` from ChaCha20 keyed by ``HKDF(secret, info)``.
 
-    The 16-byte ChaCha20 IV is a zero 32-bit block counter followed by a derived 96-bit nonce,
-    so a stream of up to 256 GB never wraps the counter.
+    One-shot read of :func:`chacha_stream` into a fresh array: the reference the streaming
+    masker (:mod:`ssl_fed.secagg.stream`) is tested against, and the way tests strip one mask.
     """
     global _ZEROS
-    if len(secret) != 32:
-        raise ValueError(f"mask secrets are 32 bytes, got {len(secret)}")
-    okm = hkdf(secret, info, 44)
     nbytes = length * np.dtype(dtype).itemsize
     if _ZEROS.size < nbytes:
         _ZEROS = np.zeros(nbytes, dtype=np.uint8)
     out = np.empty(nbytes, dtype=np.uint8)
-    enc = Cipher(algorithms.ChaCha20(okm[:32], b"\0\0\0\0" + okm[32:44]), mode=None).encryptor()
+    enc = chacha_stream(secret, info)
     enc.update_into(memoryview(_ZEROS.data)[:nbytes], memoryview(out.data))  # type: ignore[arg-type]
     return out.view(np.dtype(dtype).newbyteorder("<")).astype(dtype, copy=False)

@@ -25,6 +25,9 @@ inside the ranges: range checks bound a malicious input's effect, they cannot pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -41,7 +44,10 @@ def quantization_bound(clip_range: float, value_bits: int) -> float:
 def encode_weighted(
     flat: NDArray[np.floating], weight: int, clip_range: float, value_bits: int, word_bits: int
 ) -> NDArray[np.unsignedinteger]:
-    """Encode 1-D float ``flat`` as ``[w*u_0, ..., w*u_{d-1}, clipped, w]`` (uint{b})."""
+    """Encode 1-D float ``flat`` as ``[w*u_0, ..., w*u_{d-1}, clipped, w]`` (uint{b}).
+
+    Whole-vector reference; sites encode with :func:`encode_weighted_into` (same words).
+    """
     levels = float(2**value_bits - 1)
     x = np.array(flat, dtype=np.float64, copy=True).ravel()
     clipped = int(np.count_nonzero(np.abs(x) > clip_range))
@@ -56,6 +62,53 @@ def encode_weighted(
     out[-2] = clipped
     out[-1] = weight
     return out
+
+
+ENCODE_CHUNK = 1 << 15
+"""Values encoded per step by :func:`encode_weighted_into` (a 256 KiB float64 scratch)."""
+
+
+def encode_weighted_into(
+    out: NDArray[np.unsignedinteger[Any]],
+    parts: Sequence[tuple[str, NDArray[Any]]],
+    weight: int,
+    clip_range: float,
+    value_bits: int,
+) -> None:
+    """Write :func:`encode_weighted` of the concatenated ``parts`` into ``out``, chunk by chunk.
+
+    The same operations in the same order as the reference :func:`encode_weighted` (cast to
+    float64, count, clip, shift, scale, round, cast to ``uint{b}``, multiply by the weight), so
+    the words are identical (tests compare them); but no concatenated copy, no full-length float64
+    temporaries: each chunk is converted into one small scratch buffer and written straight into
+    ``out`` (``uint{b}[d + 2]``, e.g. the buffer that is then masked and sent). Raises
+    ``ValueError`` naming the first part that holds NaN or inf.
+    """
+    scale = float(2**value_bits - 1) / (2.0 * clip_range)
+    scratch, mags = np.empty(ENCODE_CHUNK, np.float64), np.empty(ENCODE_CHUNK, np.float64)
+    w = out.dtype.type(weight)
+    pos = clipped = 0
+    for name, part in parts:
+        flat = np.asarray(part).reshape(-1)
+        for start in range(0, flat.size, ENCODE_CHUNK):
+            src = flat[start : start + ENCODE_CHUNK]
+            x, size = scratch[: src.size], src.size
+            x[...] = src
+            if not np.isfinite(x).all():
+                raise ValueError(f"array {name!r} holds NaN or inf; fix the local update")
+            clipped += int(np.count_nonzero(np.abs(x, out=mags[:size]) > clip_range))
+            np.clip(x, -clip_range, clip_range, out=x)
+            x += clip_range
+            x *= scale
+            np.rint(x, out=x)
+            seg = out[pos : pos + size]
+            seg[...] = x
+            seg *= w
+            pos += size
+    if pos + EXTRA_WORDS != out.size:
+        raise ValueError(f"parts hold {pos} values, the output expects {out.size - EXTRA_WORDS}")
+    out[-2] = clipped
+    out[-1] = weight
 
 
 def check_sum(
@@ -92,5 +145,7 @@ def decode_mean(
     if total <= 0:
         raise ValueError("total weight of the survivors is zero; nothing to average")
     step = 2.0 * clip_range / float(2**value_bits - 1)
-    mean = summed[:-EXTRA_WORDS].astype(np.float64) * (step / total) - clip_range
+    mean = summed[:-EXTRA_WORDS].astype(np.float64)  # one allocation; same values in place
+    mean *= step / total
+    mean -= clip_range
     return mean, total, int(summed[-2])

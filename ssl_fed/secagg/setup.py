@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ssl_fed.secagg.graph import build_neighbours
 from ssl_fed.secagg.modular import encode_modular
 from ssl_fed.secagg.params import RoundShape
-from ssl_fed.secagg.quantize import EXTRA_WORDS, UINT_DTYPES, encode_weighted
+from ssl_fed.secagg.quantize import EXTRA_WORDS, UINT_DTYPES, encode_weighted_into
 from ssl_fed.secagg.wire import (
     Payload,
     ProtocolError,
@@ -72,7 +72,9 @@ class RoundSetup:
         """Check a site's update against the spec and encode it with its weight (quantize.py).
 
         Raises ``ValueError`` naming the offending array or weight, so the site's operator can fix
-        the train handler (names and shapes must match the global model exactly).
+        the train handler (names and shapes must match the global model exactly). Fixed-point
+        values are encoded chunk by chunk into one fresh ``uint{b}`` vector, which the site then
+        masks in place and sends (no concatenated or float64 copy of the update).
         """
         if set(arrays) != {n for n, _ in self.spec}:
             raise ValueError(
@@ -89,15 +91,13 @@ class RoundSetup:
             a = np.asarray(arrays[name])
             if a.shape != shape or not np.issubdtype(a.dtype, np.number):
                 raise ValueError(f"array {name!r} has shape {a.shape}, the round expects {shape}")
-            if not np.issubdtype(a.dtype, np.integer) and not np.all(np.isfinite(a)):
-                raise ValueError(f"array {name!r} holds NaN or inf; fix the local update")
-            parts.append(a.ravel())
-        flat = np.concatenate(parts) if parts else np.zeros(0)
+            parts.append((name, a))
         if self.shape.modular_bits:
+            flat = np.concatenate([a.ravel() for _, a in parts]) if parts else np.zeros(0, int)
             return encode_modular(flat, int(weight), self.shape.modular_bits, self.shape.word_bits)
-        return encode_weighted(
-            flat, int(weight), self.clip_range, self.shape.value_bits, self.shape.word_bits
-        )
+        out = np.empty(self.length, dtype=self.dtype)
+        encode_weighted_into(out, parts, int(weight), self.clip_range, self.shape.value_bits)
+        return out
 
     def split(self, flat: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
         """Cut a decoded flat vector back into the spec's named arrays."""

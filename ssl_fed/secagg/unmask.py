@@ -15,8 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
-from ssl_fed.secagg.prg import derive_info, keystream_words
+from ssl_fed.secagg.prg import derive_info
 from ssl_fed.secagg.setup import RoundSetup
+from ssl_fed.secagg.stream import MaskTerm, apply_masks
 
 
 def unmasked_sum(
@@ -30,25 +31,20 @@ def unmasked_sum(
     """Return ``Σ_i x_i mod 2^b`` over the survivors (the keys of ``masked``).
 
     ``forwarded[i]`` are the neighbours whose shares survivor ``i`` received (and masked with);
-    ``public_s[i]`` is survivor ``i``'s advertised mask-agreement public key.
+    ``public_s[i]`` is survivor ``i``'s advertised mask-agreement public key. The survivors'
+    vectors and every mask to remove are summed in one chunked pass
+    (:func:`ssl_fed.secagg.stream.apply_masks`).
     """
-    rid, length, dtype = setup.round_id, setup.length, setup.dtype
-    total = np.zeros(length, dtype=dtype)
-    for i, y in masked.items():
-        total += y
-        total -= keystream_words(seeds[i], derive_info(rid, "self-mask", i), length, dtype)
+    rid = setup.round_id
+    terms = [MaskTerm(seeds[i], derive_info(rid, "self-mask", i), -1) for i in masked]
     for j, sk in dropped_keys.items():
         for i in masked:
             if j not in forwarded[i]:
                 continue
-            shared = keys.agree(sk, public_s[i])
-            m = keystream_words(
-                shared, derive_info(rid, "pair-mask", min(i, j), max(i, j)), length, dtype
-            )
-            if i < j:
-                total -= m
-            else:
-                total += m
+            info = derive_info(rid, "pair-mask", min(i, j), max(i, j))
+            terms.append(MaskTerm(keys.agree(sk, public_s[i]), info, -1 if i < j else 1))
+    total = np.zeros(setup.length, dtype=setup.dtype)
+    apply_masks(total, terms, list(masked.values()))
     return total
 
 

@@ -3,13 +3,24 @@
 Every field read from a peer goes through these helpers, which raise :class:`ProtocolError` naming
 the field and the expected form. The server turns that into "reject this site", never a crash.
 Node ids travel as 8-byte big-endian strings, since Flower node ids may exceed int64.
+
+Vectors travel in NumPy's ``.npy`` format (what Flower's ``Array`` stores for ``numpy.ndarray``):
+:func:`npy_bytes` frames an array with one copy (header + raw buffer joined, where ``np.save``
+into a ``BytesIO`` and ``getvalue`` copy twice), and :func:`npy_view` reads one back as a
+zero-copy read-only view after checking the header (where ``np.load`` copies). A malformed frame
+raises :class:`ProtocolError`.
 """
 
 from __future__ import annotations
 
+import io
+import math
 import struct
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from ssl_fed.secagg.params import PROTOCOL_VERSION
 
@@ -94,3 +105,33 @@ def check_header(p: Mapping[str, Any], stage: str, round_id: bytes) -> None:
 def header(stage: str, round_id: bytes) -> Payload:
     """Start a payload with version, stage and round id."""
     return {"version": PROTOCOL_VERSION, "stage": stage, "round_id": round_id}
+
+
+def npy_bytes(array: NDArray[Any]) -> bytes:
+    """Frame a C-contiguous array as ``.npy`` (format 1.0) bytes with a single copy of its data."""
+    if not array.flags.c_contiguous or array.dtype.hasobject:
+        raise ValueError("only C-contiguous arrays of plain numbers can be framed")
+    head = io.BytesIO()
+    np.lib.format.write_array_header_1_0(head, np.lib.format.header_data_from_array_1_0(array))
+    return b"".join((head.getvalue(), array.data.cast("B")))
+
+
+def npy_view(data: bytes) -> NDArray[Any]:
+    """Read ``.npy`` bytes as a read-only array sharing ``data``'s memory (no copy).
+
+    Only numeric dtypes are accepted and the payload must fill the frame exactly.
+    """
+    fp = io.BytesIO(data)
+    try:
+        if np.lib.format.read_magic(fp) != (1, 0):
+            raise ProtocolError("array frame is not .npy format 1.0")
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+    except ValueError as err:
+        raise ProtocolError(f"malformed .npy array header: {err}") from err
+    if dtype.kind not in "biuf" or dtype.hasobject:
+        raise ProtocolError(f"array dtype {dtype} is not a plain numeric type")
+    count = math.prod(shape)
+    if len(data) != fp.tell() + count * dtype.itemsize:
+        raise ProtocolError(f"array frame holds {len(data)} bytes, header says {shape} {dtype}")
+    flat = np.frombuffer(data, dtype=dtype, count=count, offset=fp.tell())
+    return flat.reshape(shape, order="F" if fortran else "C")
