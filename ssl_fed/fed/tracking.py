@@ -1,7 +1,8 @@
 """Run directory of a federation: TensorBoard, checkpoints, metrics.json, resolved config.
 
 Layout under ``out``: ``tb/`` (TensorBoard event files), ``checkpoints/last.pt`` (global
-federated arrays, round, run id, history, config; rewritten atomically after every round),
+federated arrays, round, run id, history, config and the aggregator's server state, e.g. the
+distributed mode's Adam moments; rewritten atomically after every round),
 ``metrics.json`` and ``config.yaml``. Per-site ε always comes from the sites' own ledgers: in a
 simulation the server can read ``<out>/sites/site_<id>/privacy_ledger.jsonl`` (the same files the
 sites charge); otherwise it uses the ε each site reported as a whitelisted scalar.
@@ -31,6 +32,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,8 @@ class RunTracker:
         self.epsilon_reported: dict[int, float] = {}
         self.declared: dict[int, dict[str, float]] = {}
         self.init_info: dict[str, Any] = {"kind": "random"}
+        self.server_state: Callable[[], dict[str, Any] | None] = lambda: None
+        """The aggregator's resumable state (its server optimizer), saved with every checkpoint."""
         self.progress = RoundProgress(
             min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
         )
@@ -243,7 +247,7 @@ class RunTracker:
         return {name: float(np.mean(v)) for name, v in values.items()}
 
     def save_checkpoint(self, round: int, arrays: list[fa.NDArray]) -> None:
-        """Atomically replace the last checkpoint (global arrays, round, run id, config)."""
+        """Atomically replace the last checkpoint (arrays, round, run id, config, server state)."""
         path = self.out / CHECKPOINT
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
@@ -253,6 +257,7 @@ class RunTracker:
             "names": [s.name for s in fa.array_specs(self.model, self.cfg.aggregation.share_heads)],
             "history": self.history,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
+            "server_state": self.server_state(),
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
