@@ -154,8 +154,11 @@ def train_site_round(
     if isinstance(engine, SkellamEngine):
         from ssl_fed.site.ddp import ddp_round
 
-        delta = [ddp_round(engine, cfg, data, received, round)]
-        return SiteRound(delta, engine.public_scalars(), None)
+        delta = [ddp_round(engine, cfg, data, received, round)]  # charged before computed
+        held = site_evaluation(cfg, info, received)
+        alarm, drift = _drift(cfg, info, policy, data, received, run_id, round)
+        record_round(info, run_id, round, engine.last_losses or {}, 1, drift, held)
+        return SiteRound(delta, engine.public_scalars() | alarm, None)
     share = cfg.aggregation.share_heads
     model = build_model(cfg.encoder, data.channels)
     fa.load_arrays(model, received, share)
