@@ -64,7 +64,7 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
     last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
     rounds = SiteRounds(cfg, arrays, specs, run_id=run_id, on_round_end=tracker.end_round)
     log.info("aggregation: %s", cfg.aggregation.name)
-    tracker.server_state = aggregator.server_state
+    tracker.aggregator = aggregator  # its server state goes into every checkpoint
     if last > done:
         aggregator.start(grid, context, rounds, done + 1, last)
     tracker.write_metrics()

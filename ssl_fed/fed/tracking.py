@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.eval.slices import slice_scalars
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.aggregators import build_aggregator
+from ssl_fed.fed.aggregators import Aggregator, build_aggregator
 from ssl_fed.fed.progress import RoundProgress, emit, summary_table
 from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
@@ -125,8 +124,8 @@ class RunTracker:
         self.epsilon_reported: dict[int, float] = {}
         self.declared: dict[int, dict[str, float]] = {}
         self.init_info: dict[str, Any] = {"kind": "random"}
-        self.server_state: Callable[[], dict[str, Any] | None] = lambda: None
-        """The aggregator's resumable state (its server optimizer), saved with every checkpoint."""
+        self.aggregator: Aggregator = build_aggregator(cfg)
+        """The run's aggregator (the server sets its live one): state and bound for the outputs."""
         self.progress = RoundProgress(
             min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
         )
@@ -257,7 +256,7 @@ class RunTracker:
             "names": [s.name for s in fa.array_specs(self.model, self.cfg.aggregation.share_heads)],
             "history": self.history,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
-            "server_state": self.server_state(),
+            "server_state": self.aggregator.server_state(),
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -270,7 +269,7 @@ class RunTracker:
         last round run, skipped or not (the checkpoint's round, where a resume continues).
         """
         eps = self.site_epsilons()
-        aggregator = build_aggregator(self.cfg)
+        aggregator = self.aggregator
         history_max = max((float(h.get("epsilon_max", 0.0)) for h in self.history), default=0.0)
         metrics = {
             "run_id": self.run_id,

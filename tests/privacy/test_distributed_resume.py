@@ -108,22 +108,28 @@ def test_resuming_with_another_server_optimizer_is_a_config_error():
         other.restore_server_state(state)
 
 
-def test_the_run_checkpoint_holds_the_server_state(tmp_path: Path):
-    # Prepare: a deployed-style tracker (no data read) whose aggregator holds a state
-    cfg = load_config([*TINY, "data.channels=1", f"out={tmp_path}"])
+def test_the_run_checkpoint_holds_the_server_state_and_a_resumed_aggregator_continues(
+    tmp_path: Path,
+):
+    # Prepare: a deployed-style tracker (no data read) whose live aggregator took one step
+    cfg = load_config([*DDP, "data.channels=1", f"out={tmp_path}"])
     tracker = RunTracker(cfg, "run", [])
-    opt = FlatServerOptimizer("adam", 0.01, 4)
-    opt.step(np.arange(4.0), 2.0)
-    tracker.server_state = lambda: {"server_optimizer": opt.state_dict()}
+    live = DistributedSecAggAggregator(cfg)
+    live._public(fake_rounds(cfg))
+    assert live.optimizer is not None
+    live.optimizer.step(np.arange(40.0), 2.0)
+    tracker.aggregator = live
 
-    # Execute
+    # Execute: checkpoint as a round end does, then restore as run_server does on resume
     tracker.save_checkpoint(1, [np.zeros(3, np.float32)])
     tracker.close()
     ckpt = load_checkpoint(tmp_path)
+    assert ckpt is not None
+    resumed = DistributedSecAggAggregator(cfg)
+    resumed.restore_server_state(ckpt["server_state"])
+    resumed._public(fake_rounds(cfg))
 
     # Assert
-    assert ckpt is not None
-    saved = ckpt["server_state"]["server_optimizer"]
-    assert (
-        saved["t"] == 1 and np.array_equal(saved["m"], opt.m) and np.array_equal(saved["v"], opt.v)
-    )
+    assert resumed.optimizer is not None and resumed.optimizer.t == 1
+    assert np.array_equal(resumed.optimizer.m, live.optimizer.m)
+    assert np.array_equal(resumed.optimizer.v, live.optimizer.v)

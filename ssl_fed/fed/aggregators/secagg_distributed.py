@@ -30,6 +30,7 @@ depends on it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +80,26 @@ class DistributedSecAggAggregator(SecAggAggregator):
         if self.optimizer is None:
             return self.resumed_state
         return {"server_optimizer": self.optimizer.state_dict()}
+
+    def quantization_bound(self) -> float:
+        """Per-value bound of the codec's rounding error in the mean, per summed unit: ``γ √d'``.
+
+        Not SecAgg+'s fixed-point bound: this mode sends integers. Each unit's rotated, scaled
+        gradient is rounded coordinate-wise by less than one integer step (γ in float units), so
+        its error vector has L2 norm below ``γ √d'``; un-rotating is orthogonal, so each value
+        of the decoded sum moves by less than that per unit, and each value of the server's mean
+        (sum / expected batch ``B·n``) by less than ``γ √d' · U / (B·n)`` (``U`` units summed;
+        ``U = B·n`` in expectation), which is the number reported. ``0.0`` while the public
+        constants are unknown (no round run yet and ``data.channels`` unset).
+        """
+        pub = self.public
+        if pub is None and self.cfg.data.channels:
+            from ssl_fed.train.fedsgd_public import public_round
+
+            pub = public_round(self.cfg, self.cfg.data.channels)
+        if pub is None or pub.plan.ddp is None:
+            return 0.0
+        return pub.plan.ddp.gamma * math.sqrt(pub.plan.ddp.padded)
 
     def restore_server_state(self, state: dict[str, Any] | None) -> None:
         """Continue the checkpointed server optimizer (loaded when the model size is known).
