@@ -64,13 +64,13 @@ def declared_update(
     from ssl_fed.fed.guard import allowed_fit_metrics
     from ssl_fed.monitor.site import drift_alarm_allowed
 
+    names = allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
     if cfg.privacy.enabled and cfg.privacy.noise == "distributed":
         from ssl_fed.site.ddp import ddp_spec
 
-        return [ddp_spec(cfg, channels)], allowed_fit_metrics()
+        return [ddp_spec(cfg, channels)], names
     model = build_model(cfg.encoder, channels)
-    specs = fa.array_specs(model, cfg.aggregation.share_heads)
-    return specs, allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
+    return fa.array_specs(model, cfg.aggregation.share_heads), names
 
 
 def _open_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,9 +17,9 @@ from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.guard import allowed_fit_metrics, check_scalars
 from ssl_fed.models import build_model
 from ssl_fed.privacy.policy import SitePolicy
-from ssl_fed.site import node
+from ssl_fed.site import ddp, node
 from ssl_fed.site.ddp import DDP_ARRAY
-from ssl_fed.site.rounds import SITE_METRICS_FILE, train_site_round
+from ssl_fed.site.rounds import SITE_METRICS_FILE, declared_update, train_site_round
 from ssl_fed.tasks.units import plan_units
 from ssl_fed.train.fedsgd import clipped_rows, sample_units
 from ssl_fed.train.randomness import UnitStreams, unit_ids
@@ -45,6 +46,22 @@ def test_clipped_rows_report_the_mean_loss_terms_computed_one_unit_at_a_time():
     for name, value in losses.items():
         expected = sum(float(t[name].sum()) for t in per_unit) / float(mask.sum())
         assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_dp_alarm_site_may_send_its_drift_bit_in_distributed_mode(monkeypatch):
+    # Prepare: the declared update of a distributed site (its size only: no σ calibration)
+    monkeypatch.setattr(ddp, "public_round", lambda cfg, channels: SimpleNamespace(dim=10))
+    cfg = tiny_config()
+    cfg.privacy.enabled, cfg.privacy.noise = True, "distributed"
+    alarm = SitePolicy(epsilon_budget=8.0, drift_release="dp-alarm", noise_modes=("distributed",))
+
+    # Execute
+    specs, names = declared_update(cfg, 1, alarm)
+    _, without = declared_update(cfg, 1, None)
+
+    # Assert: the one int64 array; the bit only under the site's own dp-alarm policy
+    assert [(s.name, s.dtype) for s in specs] == [(DDP_ARRAY, "int64")]
+    assert "drift-alarm" in names and "drift-alarm" not in without
 
 
 @pytest.mark.slow
