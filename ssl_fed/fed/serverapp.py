@@ -47,6 +47,8 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
     run_id = ckpt["run_id"] if ckpt else (cfg.run_id or uuid.uuid4().hex[:12])
     done = int(ckpt["round"]) if ckpt else 0
     history = list(ckpt["history"]) if ckpt else []
+    aggregator = build_aggregator(cfg)  # a resume it cannot continue fails before any write
+    aggregator.restore_server_state(ckpt.get("server_state") if ckpt else None)
     tracker = RunTracker(tracker_cfg, run_id, history, pooled=pooled)
     model = tracker.model
     specs = fa.array_specs(model, cfg.aggregation.share_heads)
@@ -62,8 +64,9 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
     last = min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
     rounds = SiteRounds(cfg, arrays, specs, run_id=run_id, on_round_end=tracker.end_round)
     log.info("aggregation: %s", cfg.aggregation.name)
+    tracker.aggregator = aggregator  # its server state goes into every checkpoint
     if last > done:
-        build_aggregator(cfg).start(grid, context, rounds, done + 1, last)
+        aggregator.start(grid, context, rounds, done + 1, last)
     tracker.write_metrics()
     tracker.close()
 

@@ -1,7 +1,8 @@
 """Run directory of a federation: TensorBoard, checkpoints, metrics.json, resolved config.
 
 Layout under ``out``: ``tb/`` (TensorBoard event files), ``checkpoints/last.pt`` (global
-federated arrays, round, run id, history, config; rewritten atomically after every round),
+federated arrays, round, run id, history, config and the aggregator's server state, e.g. the
+distributed mode's Adam moments; rewritten atomically after every round),
 ``metrics.json`` and ``config.yaml``. Per-site ε always comes from the sites' own ledgers: in a
 simulation the server can read ``<out>/sites/site_<id>/privacy_ledger.jsonl`` (the same files the
 sites charge); otherwise it uses the ε each site reported as a whitelisted scalar.
@@ -45,7 +46,7 @@ from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.eval.slices import slice_scalars
 from ssl_fed.fed import arrays as fa
-from ssl_fed.fed.aggregators import build_aggregator
+from ssl_fed.fed.aggregators import Aggregator, build_aggregator
 from ssl_fed.fed.progress import RoundProgress, emit, summary_table
 from ssl_fed.fed.rounds import RoundRecord
 from ssl_fed.models import build_model
@@ -123,6 +124,8 @@ class RunTracker:
         self.epsilon_reported: dict[int, float] = {}
         self.declared: dict[int, dict[str, float]] = {}
         self.init_info: dict[str, Any] = {"kind": "random"}
+        self.aggregator: Aggregator = build_aggregator(cfg)
+        """The run's aggregator (the server sets its live one): state and bound for the outputs."""
         self.progress = RoundProgress(
             min(cfg.sim.rounds, cfg.sim.halt_after_round or cfg.sim.rounds)
         )
@@ -243,7 +246,7 @@ class RunTracker:
         return {name: float(np.mean(v)) for name, v in values.items()}
 
     def save_checkpoint(self, round: int, arrays: list[fa.NDArray]) -> None:
-        """Atomically replace the last checkpoint (global arrays, round, run id, config)."""
+        """Atomically replace the last checkpoint (arrays, round, run id, config, server state)."""
         path = self.out / CHECKPOINT
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {
@@ -253,6 +256,7 @@ class RunTracker:
             "names": [s.name for s in fa.array_specs(self.model, self.cfg.aggregation.share_heads)],
             "history": self.history,
             "config": OmegaConf.to_container(OmegaConf.structured(self.cfg)),
+            "server_state": self.aggregator.server_state(),
         }
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
@@ -265,7 +269,7 @@ class RunTracker:
         last round run, skipped or not (the checkpoint's round, where a resume continues).
         """
         eps = self.site_epsilons()
-        aggregator = build_aggregator(self.cfg)
+        aggregator = self.aggregator
         history_max = max((float(h.get("epsilon_max", 0.0)) for h in self.history), default=0.0)
         metrics = {
             "run_id": self.run_id,

@@ -49,6 +49,8 @@ class SkellamEngine(DPSGDEngine):
     name = "skellam"
     secret_randomness = True
     public: PublicRound | None = None
+    last_losses: dict[str, float] | None = None
+    """The last contribution's mean loss terms per image: site-local (``site_metrics.jsonl``)."""
 
     def bind(self, channels: int) -> PublicRound:
         """Derive (once) the run's public constants for a model with ``channels`` inputs."""
@@ -104,6 +106,8 @@ class SkellamEngine(DPSGDEngine):
         self.ledger.require_unit(self.cfg.privacy.unit)
         streams = UnitStreams(draw_run_key(True, 0, round), unit_ids(data.images))
         seed = int(pub.config(self.run_id, round)["ddp-seed"])
+        losses: dict[str, float] = {}
+        self.last_losses = losses
         return contribute(
             task,
             data,
@@ -116,6 +120,7 @@ class SkellamEngine(DPSGDEngine):
             params=params,
             seed=seed,
             columns=column_index(task, pub.layout),
+            losses=losses,
         )
 
     def describe(self, plan: UnitPlan) -> dict[str, Any]:

@@ -64,13 +64,13 @@ def declared_update(
     from ssl_fed.fed.guard import allowed_fit_metrics
     from ssl_fed.monitor.site import drift_alarm_allowed
 
+    names = allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
     if cfg.privacy.enabled and cfg.privacy.noise == "distributed":
         from ssl_fed.site.ddp import ddp_spec
 
-        return [ddp_spec(cfg, channels)], allowed_fit_metrics()
+        return [ddp_spec(cfg, channels)], names
     model = build_model(cfg.encoder, channels)
-    specs = fa.array_specs(model, cfg.aggregation.share_heads)
-    return specs, allowed_fit_metrics(drift_alarm=drift_alarm_allowed(policy))
+    return fa.array_specs(model, cfg.aggregation.share_heads), names
 
 
 def _open_ledger(cfg: RootConfig, info: SiteInfo) -> PrivacyLedger:
@@ -154,8 +154,11 @@ def train_site_round(
     if isinstance(engine, SkellamEngine):
         from ssl_fed.site.ddp import ddp_round
 
-        delta = [ddp_round(engine, cfg, data, received, round)]
-        return SiteRound(delta, engine.public_scalars(), None)
+        delta = [ddp_round(engine, cfg, data, received, round)]  # charged before computed
+        held = site_evaluation(cfg, info, received)
+        alarm, drift = _drift(cfg, info, policy, data, received, run_id, round)
+        record_round(info, run_id, round, engine.last_losses or {}, 1, drift, held)
+        return SiteRound(delta, engine.public_scalars() | alarm, None)
     share = cfg.aggregation.share_heads
     model = build_model(cfg.encoder, data.channels, seed=cfg.train.seed)
     fa.load_arrays(model, received, share)

@@ -73,17 +73,22 @@ def clipped_rows(
     mask: torch.Tensor,
     clip: float,
     chunk_size: int | None = None,
+    losses: dict[str, float] | None = None,
 ) -> NDArray[np.float64]:
     """Return ``[G, d]``: each unit's flattened gradient at the current weights, clipped to C.
 
     Each unit's gradient is computed on that unit alone (:func:`per_unit_gradients`), so units
-    of several sites may share one call without influencing each other.
+    of several sites may share one call without influencing each other. ``losses``, if given,
+    receives the sample's mean loss terms per image (unclipped: a site-local record only).
     """
     named = dict(task.trainable_named_parameters())
     if units.shape[0] == 0:
         return np.zeros((0, trainable_dim(task)))
     params = {n: p.detach() for n, p in named.items()}
-    grads, _ = per_unit_gradients(task, params, units, mask, chunk_size)
+    grads, terms = per_unit_gradients(task, params, units, mask, chunk_size)
+    if losses is not None:
+        images = max(float(mask.sum()), 1.0)
+        losses.update({k: float(v.sum()) / images for k, v in terms.items()})
     rows = torch.cat([grads[n].reshape(grads[n].shape[0], -1) for n in named], dim=1).double()
     norms = rows.norm(dim=1, keepdim=True)
     rows = rows * torch.clamp(clip / (norms + 1e-12), max=1.0)

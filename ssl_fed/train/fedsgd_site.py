@@ -56,12 +56,14 @@ def contribute(
     params: DDPParams,
     seed: int,
     columns: NDArray[np.int64] | None = None,
+    losses: dict[str, float] | None = None,
 ) -> NDArray[np.int64]:
     """Charge the round, then return the site's noisy integer vector (length ``d'``).
 
     ``columns`` selects the encoded coordinates of every clipped row (the federated trained
     parameters, :func:`ssl_fed.train.fedsgd_public.column_index`); dropping coordinates after
-    clipping only lowers a row's norm, so the clip bound still holds.
+    clipping only lowers a row's norm, so the clip bound still holds. ``losses`` receives the
+    sample's mean loss terms (site-local, never sent).
     """
     ledger.charge(
         run_id=run_id,
@@ -73,7 +75,7 @@ def contribute(
         ddp=ledger_terms(params),
     )
     views, mask = sample_units(task, data, units, streams, step=0, sample_rate=sample_rate)
-    rows = clipped_rows(task, views, mask, params.clip)
+    rows = clipped_rows(task, views, mask, params.clip, losses=losses)
     if columns is not None:
         rows = rows[:, columns]
     return codec.encode_units(rows, params, seed)

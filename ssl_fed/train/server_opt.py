@@ -9,6 +9,8 @@ al., "Adaptive Federated Optimization", arXiv 2003.00295). Post-processing only:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from numpy.typing import NDArray
@@ -50,7 +52,9 @@ class FlatServerOptimizer:
 
     ``step`` takes the decoded noisy sum and returns the parameter *change* of this round:
     Adam (Kingma & Ba, arXiv 1412.6980, default β's) or momentum SGD (0.9), as in
-    :class:`ServerOptimizer`. State is kept across rounds in memory (not checkpointed).
+    :class:`ServerOptimizer`. Its state (moments and step count) goes into the run's checkpoint
+    (:meth:`state_dict`, :meth:`load_state_dict`), so a resumed run continues Adam exactly where
+    the interrupted one stopped instead of restarting its bias correction from step 1.
     """
 
     def __init__(self, kind: str, lr: float, dim: int) -> None:
@@ -76,3 +80,34 @@ class FlatServerOptimizer:
         v_hat = self.v / (1 - b2**self.t)
         out: NDArray[np.float64] = -self.lr * m_hat / (np.sqrt(v_hat) + eps)
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the optimizer's state (kind, lr, step, moments; copies) for the checkpoint."""
+        return {
+            "kind": self.kind,
+            "lr": self.lr,
+            "t": self.t,
+            "m": self.m.copy(),
+            "v": self.v.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpointed state of the same optimizer (kind, lr and size checked).
+
+        Raises ``ValueError`` naming the mismatch: a resumed run must keep ``train.optimizer``,
+        ``train.lr`` and the trained parameters of the run it continues.
+        """
+        kind, lr = state.get("kind"), state.get("lr")
+        m, v = np.asarray(state.get("m")), np.asarray(state.get("v"))
+        if kind != self.kind or lr != self.lr:
+            raise ValueError(
+                f"the checkpoint's server optimizer is {kind} at lr={lr}, the config says "
+                f"{self.kind} at lr={self.lr}: resume with the run's train.optimizer and train.lr"
+            )
+        if m.shape != self.m.shape or v.shape != self.v.shape:
+            raise ValueError(
+                f"the checkpoint's server optimizer has {m.size} coordinates, this model "
+                f"{self.m.size}: resume with the run's privacy.trainable and encoder settings"
+            )
+        self.t = int(state["t"])
+        self.m, self.v = m.astype(np.float64), v.astype(np.float64)

@@ -115,6 +115,19 @@ def test_round_scalars_reach_metrics_json_and_tensorboard(run: dict[str, Any]) -
     assert set(KEYS) <= set(acc.Tags()["scalars"])
 
 
+def test_codec_bound_site_losses_and_server_optimizer_state_reach_the_outputs(
+    run: dict[str, Any],
+) -> None:
+    from ssl_fed.fed.tracking import load_checkpoint
+
+    p = public_round(run["cfg"], 1).plan.ddp
+    assert run["metrics"]["quantization_bound"] == pytest.approx(p.gamma * p.padded**0.5)
+    for h in run["metrics"]["history"]:  # the simulation's operator reads the sites' own lines
+        assert h["site_local_losses"] and all(v > 0 for v in h["site_local_losses"].values())
+    ckpt = load_checkpoint(run["out"])
+    assert ckpt is not None and ckpt["server_state"]["server_optimizer"]["t"] == 2
+
+
 # --- fake sites: known integer inputs, one dropout after key sharing, a capturing server ---
 
 SITES, LR = 4, 0.5

@@ -37,7 +37,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ssl_fed.config import ConfigError
 
@@ -75,6 +75,14 @@ class Aggregator(ABC):
     def quantization_bound(self) -> float:
         """Largest per-value error of the aggregated mean against the exact mean (0: none)."""
         return 0.0
+
+    def server_state(self) -> dict[str, Any] | None:
+        """State the checkpoint must hold to resume this aggregator exactly (none by default)."""
+        return None
+
+    def restore_server_state(self, state: dict[str, Any] | None) -> None:
+        """Continue from a checkpointed :meth:`server_state` (``None``: nothing to continue)."""
+        return
 
     def client_mods(self, identity_of: IdentityOf | None = None) -> list[Mod]:
         """Mods the site puts *outside* its guard on the train handler (none by default)."""

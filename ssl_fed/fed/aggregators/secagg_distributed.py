@@ -23,16 +23,20 @@ Per round (Kairouz, Liu, Steinke, arXiv 2102.06387, §4; Agarwal, Kairouz, Liu, 
 Notes
 -----
 Post-processing only: the server touches nothing but the unmasked noisy sum. Its optimizer
-state is in memory; a resumed run restarts Adam's moments (the privacy accounting is unaffected).
+state (Adam's moments and step, or the SGD momentum) is checkpointed with the run
+(:meth:`server_state`), so a resumed run continues it exactly; the privacy accounting never
+depends on it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ssl_fed.config import ConfigError
 from ssl_fed.fed.aggregators.base import register_noise_variant
 from ssl_fed.fed.aggregators.secagg import SecAggAggregator
 
@@ -69,6 +73,50 @@ class DistributedSecAggAggregator(SecAggAggregator):
         self.public: PublicRound | None = None
         self.optimizer: FlatServerOptimizer | None = None
         self.round_metrics: dict[str, float] = {}
+        self.resumed_state: dict[str, Any] | None = None
+
+    def server_state(self) -> dict[str, Any] | None:
+        """Return the server optimizer's state after the last round (``None`` before the first)."""
+        if self.optimizer is None:
+            return self.resumed_state
+        return {"server_optimizer": self.optimizer.state_dict()}
+
+    def quantization_bound(self) -> float:
+        """Per-value bound of the codec's rounding error in the mean, per summed unit: ``γ √d'``.
+
+        Not SecAgg+'s fixed-point bound: this mode sends integers. Each unit's rotated, scaled
+        gradient is rounded coordinate-wise by less than one integer step (γ in float units), so
+        its error vector has L2 norm below ``γ √d'``; un-rotating is orthogonal, so each value
+        of the decoded sum moves by less than that per unit, and each value of the server's mean
+        (sum / expected batch ``B·n``) by less than ``γ √d' · U / (B·n)`` (``U`` units summed;
+        ``U = B·n`` in expectation), which is the number reported. ``0.0`` while the public
+        constants are unknown (no round run yet and ``data.channels`` unset).
+        """
+        pub = self.public
+        if pub is None and self.cfg.data.channels:
+            from ssl_fed.train.fedsgd_public import public_round
+
+            pub = public_round(self.cfg, self.cfg.data.channels)
+        if pub is None or pub.plan.ddp is None:
+            return 0.0
+        return pub.plan.ddp.gamma * math.sqrt(pub.plan.ddp.padded)
+
+    def restore_server_state(self, state: dict[str, Any] | None) -> None:
+        """Continue the checkpointed server optimizer (loaded when the model size is known).
+
+        Raises :class:`~ssl_fed.config.ConfigError` when ``train.optimizer`` or ``train.lr``
+        differ from the checkpointed run's (the moments of one are meaningless for the other).
+        """
+        if state is None:
+            return
+        opt, t = state.get("server_optimizer", {}), self.cfg.train
+        if opt.get("kind") != t.optimizer or opt.get("lr") != t.lr:
+            raise ConfigError(
+                f"the checkpoint's server optimizer is {opt.get('kind')} at lr={opt.get('lr')}, "
+                f"the config says train.optimizer={t.optimizer} train.lr={t.lr}: resume with "
+                "the run's own train.optimizer and train.lr"
+            )
+        self.resumed_state = state
 
     def _public(self, rounds: SiteRounds) -> PublicRound:
         if self.public is None:
@@ -78,6 +126,11 @@ class DistributedSecAggAggregator(SecAggAggregator):
             self.public = public_round(self.cfg, infer_channels(self.cfg, rounds.specs))
             t = self.cfg.train
             self.optimizer = FlatServerOptimizer(t.optimizer, t.lr, self.public.dim)
+            if self.resumed_state is not None:
+                try:
+                    self.optimizer.load_state_dict(self.resumed_state["server_optimizer"])
+                except ValueError as err:
+                    raise ConfigError(str(err)) from err
         return self.public
 
     def configure_round(self, rounds: SiteRounds, rnd: int) -> RecordDict:
