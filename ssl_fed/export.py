@@ -165,8 +165,9 @@ def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor)
     """Write ``module`` (``[N, C, H, W] -> [N, D]``) as ``fmt`` into ``out``; return the files.
 
     ONNX gets a dynamic batch axis, input ``images`` and output ``features``, no external data
-    file, and GroupNorm's affine step as a depthwise 1x1 Conv (:mod:`ssl_fed.serve.graph`); any file the exporter still writes beside the model is returned too, so the
-    caller lists everything it wrote.
+    file, and GroupNorm's affine step as a depthwise 1x1 Conv (:mod:`ssl_fed.serve.graph`);
+    any file the exporter still writes beside the model is returned too, so the caller lists
+    everything it wrote.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: use one of {sorted(FORMATS)}")

@@ -24,7 +24,7 @@ import numpy as np
 
 
 def _channel_vector(init: dict[str, Any], name: str) -> Any:
-    """The ``[C, 1, 1]`` constant ``name`` as an array, or None if it is not one."""
+    """Return the ``[C, 1, 1]`` constant ``name`` as an array, or None if it is not one."""
     from onnx import numpy_helper
 
     if name not in init:
@@ -34,7 +34,7 @@ def _channel_vector(init: dict[str, Any], name: str) -> Any:
 
 
 def _rank4_channels(model: Any) -> dict[str, int]:
-    """Channel count of every rank-4 tensor whose shape inference knows it."""
+    """Return the channel count of every rank-4 tensor whose shape inference knows it."""
     import onnx
 
     inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
