@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,3 +68,22 @@ def test_a_scalar_or_mismatched_constant_is_left_alone(tmp_path):
     folded = fold_norm_affine(path)
     # Assert
     assert folded == 0 and path.read_bytes() == before
+
+
+def test_a_profiled_session_writes_the_kernel_times_of_its_ops(tmp_path):
+    import json
+
+    from ssl_fed.serve.runtime import onnx_session
+
+    # Prepare
+    path = tmp_path / "m.onnx"
+    gamma = np.ones((C, 1, 1), np.float32)
+    _affine_model(path, gamma, np.zeros((C, 1, 1), np.float32))
+    fold_norm_affine(path)
+    session = onnx_session(path, threads=1, profile_prefix=str(tmp_path / "prof"))
+    # Execute
+    session.run(None, {"x": np.ones((2, C, 4, 4), np.float32)})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    # Assert: the folded Conv (which ORT fuses with its Relu into FusedConv) has kernel times
+    ops = {e["args"]["op_name"] for e in events if e["name"].endswith("_kernel_time")}
+    assert ops and ops <= {"Conv", "Relu", "FusedConv"} and any("Conv" in op for op in ops)
