@@ -195,9 +195,10 @@ def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor)
             )
     finally:
         registry.setLevel(level)
-    from ssl_fed.serve.graph import fold_norm_affine
+    from ssl_fed.serve.graph import fold_norm_affine, strip_debug_info
 
     fold_norm_affine(path)  # GroupNorm's affine as a depthwise Conv: same map, faster, quantizable
+    strip_debug_info(path)  # the exporter's per-node stack traces: not needed to serve
     return [path, *(p for p in [path.with_name(path.name + ".data")] if p.exists())]
 
 

@@ -42,7 +42,7 @@ import numpy as np
 
 from ssl_fed.data.synthetic import generate_synthetic
 from ssl_fed.export import EXPORT_EXTRA, ExportError
-from ssl_fed.serve.graph import fold_norm_affine
+from ssl_fed.serve.graph import fold_norm_affine, strip_debug_info
 from ssl_fed.serve.probe import probe_public
 from ssl_fed.serve.runtime import Batch, ServedModel, load_served
 
@@ -110,6 +110,7 @@ def quantize_onnx(fp32: Path, int8: Path, calibration: Batch) -> None:
             )
     finally:
         root.setLevel(level)
+    strip_debug_info(int8)
 
 
 def feature_error(reference: ServedModel, other: ServedModel, images: Batch) -> dict[str, float]:

@@ -87,3 +87,21 @@ def test_a_profiled_session_writes_the_kernel_times_of_its_ops(tmp_path):
     # Assert: the folded Conv (which ORT fuses with its Relu into FusedConv) has kernel times
     ops = {e["args"]["op_name"] for e in events if e["name"].endswith("_kernel_time")}
     assert ops and ops <= {"Conv", "Relu", "FusedConv"} and any("Conv" in op for op in ops)
+
+
+def test_stripping_debug_info_keeps_the_output_and_drops_the_stack_traces(tmp_path):
+    from ssl_fed.serve.graph import strip_debug_info
+
+    # Prepare: a node carrying an exporter-style stack trace
+    gamma = np.full((C, 1, 1), 3.0, np.float32)
+    path = tmp_path / "m.onnx"
+    _affine_model(path, gamma, np.zeros((C, 1, 1), np.float32))
+    model = onnx.load(str(path))
+    model.graph.node[0].doc_string = "File model.py, line 1, in forward\n" * 100
+    onnx.save(model, str(path))
+    x = np.random.default_rng(1).standard_normal((2, C, 4, 4)).astype(np.float32)
+    # Execute
+    saved = strip_debug_info(path)
+    # Assert: the trace is gone, the output is still max(3x, 0)
+    assert saved >= 3400 and all(not n.doc_string for n in onnx.load(str(path)).graph.node)
+    assert np.abs(_run(path, x) - np.maximum(3 * x, 0)).max() <= 1e-6
