@@ -103,5 +103,5 @@ def test_stripping_debug_info_keeps_the_output_and_drops_the_stack_traces(tmp_pa
     # Execute
     saved = strip_debug_info(path)
     # Assert: the trace is gone, the output is still max(3x, 0)
-    assert saved >= 3400 and all(not n.doc_string for n in onnx.load(str(path)).graph.node)
+    assert saved > 3000 and all(not n.doc_string for n in onnx.load(str(path)).graph.node)
     assert np.abs(_run(path, x) - np.maximum(3 * x, 0)).max() <= 1e-6
