@@ -123,4 +123,4 @@ def strip_debug_info(path: Path) -> int:
         del node.metadata_props[:]
     del model.graph.value_info[:]
     onnx.save(model, str(path))
-    return before - model.ByteSize()
+    return int(before - model.ByteSize())
