@@ -1,15 +1,14 @@
 """Rewrite the exported ONNX graph so that GroupNorm's affine step is a depthwise 1x1 Conv.
 
 ``torch.onnx`` lowers ``GroupNorm(G, C)`` to ``Reshape -> InstanceNormalization -> Reshape ->
-Mul(γ[C,1,1]) -> Add(β[C,1,1])``. Profiling the encoder with ONNX Runtime (8x8 digits, batch
+Mul(γ[C,1,1]) -> Add(β[C,1,1])``. One ONNX Runtime profile of the encoder (8x8 digits, batch
 256, 1 thread) put the broadcast ``Mul`` + ``Add`` at about a third of fp32 time, and, in the
 int8 graph, they are float ops that force a ``DequantizeLinear`` after every convolution and a
 ``QuantizeLinear`` before the next: int8 ran at 0.8-1.2x fp32 because the quantized
 convolutions were only a third of its time. The same per-channel affine map is a depthwise
-``1x1`` convolution (weight γ, bias β, ``group = C``), which ONNX Runtime runs faster in fp32
-and can quantize, fusing the following ReLU into it (Jacob et al., arXiv 1712.05877, §2.4:
-activation functions folded into the quantized op's output range). Only InstanceNormalization
-then stays in float.
+``1x1`` convolution (weight γ, bias β, ``group = C``), which ONNX Runtime fuses with the
+following ReLU in fp32 and can quantize with the ReLU folded into its output range (Jacob et
+al., arXiv 1712.05877, §2.4). Only InstanceNormalization then stays in float.
 
 The rewrite is exact in real arithmetic (``γ·x + β`` either way); in float32 it matches to
 rounding (a fused multiply-add at most), well inside the 1e-5 export tolerance.

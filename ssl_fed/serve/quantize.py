@@ -12,12 +12,15 @@ is quantized with its ReLU fused in and only InstanceNormalization stays in floa
 then shape-inferred and optimized (``quant_pre_process``), as ONNX Runtime recommends.
 
 Why this form (ONNX Runtime profiles, 8x8 digits encoder, batch 256, 1 thread): in the plain
-export the float ``Mul`` + ``Add`` of GroupNorm's affine step took about a third of fp32 time;
-quantizing only the 3x3 convolutions left them in float between a ``DequantizeLinear`` and a
-``QuantizeLinear``, and int8 ran at 0.8-1.2x fp32. Per-tensor weights, quantizing GroupNorm's
-arithmetic and pooling as ``QLinearMul``/``QLinearAdd``/``QLinearAveragePool``, or QOperator
-form after the rewrite were all slower than QDQ Conv-only after the rewrite (benchmarks/
-RESULTS.md, serving section, records the resulting throughput against the rewritten fp32).
+export the float ``Mul`` + ``Add`` of GroupNorm's affine step took about a third of fp32 time in
+one profile, and quantizing only the 3x3 convolutions left them in float between a
+``DequantizeLinear`` and a ``QuantizeLinear``: int8 ran at 0.8-1.2x fp32. Per-tensor weights,
+quantizing GroupNorm's arithmetic and pooling too (``QLinearMul``/``QLinearAdd``/
+``QLinearAveragePool``) and QOperator form were never clearly faster than this form on the
+shared 2-core machine. What still bounds int8 is GroupNorm's normalization itself: ONNX Runtime
+has no integer InstanceNormalization, so each block's output is dequantized for it (the
+``DequantizeLinear`` share of int8 time in benchmarks/RESULTS.md, serving section, whose
+throughput ratios are against the same rewritten fp32 graph).
 
 Calibration images are generated (:mod:`ssl_fed.data.synthetic`: strokes for grayscale,
 dead leaves for RGB), never a site's. The card section records the method, the calibration
