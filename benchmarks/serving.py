@@ -1,14 +1,18 @@
-"""Serving cost of the released encoder: fp32 / int8 / distilled / distilled + int8 (issue 19).
+"""Serving cost of released encoders: fp32 / int8 / distilled / distilled + int8 (issue 19).
 
-Exports the run's encoder to ONNX with an int8 copy (`ssl-fed export --format onnx --quantize
-int8`), distils a narrower student on synthetic images (`ssl-fed distill`, also with an int8
-copy), then measures each with onnxruntime on this CPU: parameters, file size, latency per image
-at batch 1 and throughput at batch 256 (1 and 2 intra-op threads, median of repeats), and the
-linear probe on digits' public split at 10 labels per class and all labels. Records the
-`serving` section of RESULTS.md with the machine's load average, and the targets met or missed.
+For each ``--model`` (a finished run folder, or a `pretrain-synthetic` warm-start folder), exports
+the encoder to ONNX with an int8 copy (`ssl-fed export --format onnx --quantize int8`) and distils
+a narrower student on synthetic images (`ssl-fed distill ... --quantize int8`), then measures
+every model of every encoder in one interleaved run with onnxruntime on this CPU: parameters,
+file size, latency per image at batch 1 and throughput at batch 256 (1 and 2 intra-op threads,
+median of repeats), and the linear probe on digits' public split (resized to the encoder's
+input) at 10 labels per class and all labels. With ``--record``, writes the `serving` section of
+RESULTS.md: machine and load average, where each encoder came from (read from its card), the
+distillation recipe (read from the student's card), the per-op time profile of fp32 and int8,
+the table, and the targets met or missed.
 
-Usage: python benchmarks/serving.py --run RUN_FOLDER [--width 12] [--out DIR]
-       python benchmarks/serving.py --warm-start DIR   (a `pretrain-synthetic` encoder instead)
+Usage: python benchmarks/serving.py --model RUN_OR_WARM_START --tag NAME [--model ... --tag ...]
+           [--width 12] [--epochs 60] [--images 4096] [--out DIR [--reuse]] [--record]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 from benchmarks.record import machine, update_section
+from benchmarks.serving_report import TARGETS, VARIANTS, describe, op_profile, table, verdicts
 from ssl_fed.export import FeatureEncoder, export_run, load_run, write_card, write_encoder
 from ssl_fed.models import ConvGNEncoder
 from ssl_fed.serve.distill import DistillOptions, distill
@@ -36,9 +41,6 @@ from ssl_fed.serve.probe import probe_public
 from ssl_fed.serve.quantize import quantize_export, synthetic_images
 from ssl_fed.serve.runtime import load_served
 from ssl_fed.train.pretrain import load_warm_start
-
-TARGETS = "int8: >= 3x smaller, >= 1.5x fp32 throughput at batch 256, <= 1 point probe loss; "
-TARGETS += "distilled: >= 4x fewer parameters, <= 2 points probe loss"
 
 
 def export_warm_start(warm: Path, out: Path) -> int:
@@ -58,7 +60,7 @@ def export_warm_start(warm: Path, out: Path) -> int:
     unknown = ("delta", "accountant", "secure_aggregation", "aggregation", "linear_probe")
     card: dict[str, Any] = dict.fromkeys((*unknown, "knn_accuracy", "evaluated_round"))
     card |= {
-        "run_id": f"warm start {warm}",
+        "run_id": f"warm start {warm.name}",
         "privacy_unit": warm_card["privacy"],
         "epsilon_max": warm_card["epsilon_per_site"],
         "epsilon_per_site": {},
@@ -80,7 +82,7 @@ def interleaved_timings(paths: dict[str, Path], repeats: int) -> dict[str, dict[
     Repeats go round-robin over every (model, threads, batch) so that the shared machine's load
     swings hit all models alike; 3 warm-up runs each first.
     """
-    cases = {}
+    cases: dict[tuple[str, int, int], tuple[Any, Any, list[float]]] = {}
     for name, path in paths.items():
         for threads in (1, 2):
             model = load_served(path, threads=threads)
@@ -118,137 +120,134 @@ def measure(paths: dict[str, Path], params: dict[str, int]) -> dict[str, dict[st
     return rows
 
 
-def verdicts(rows: dict[str, dict[str, Any]]) -> list[str]:
-    fp32 = rows["fp32"]
-    lines = []
-    for base, quant in (("fp32", "int8"), ("distilled", "distilled + int8")):
-        b, q = rows[base], rows[quant]
-        smaller = b["bytes"] / q["bytes"]
-        speed = {t: q[f"throughput_{t}t"] / b[f"throughput_{t}t"] for t in (1, 2)}
-        loss = {k: 100 * (b["probe"][k] - q["probe"][k]) for k in ("10", "all")}
-        ok = smaller >= 3 and min(speed.values()) >= 1.5 and max(loss.values()) <= 1
-        lines.append(
-            f"- {quant} vs {base}: {smaller:.2f}x smaller (target >= 3x), throughput "
-            f"{speed[1]:.2f}x / {speed[2]:.2f}x at 1 / 2 threads (target >= 1.5x), probe loss "
-            f"{loss['10']:+.1f} / {loss['all']:+.1f} points at 10 / all (target <= 1): "
-            f"{'met' if ok else 'missed'}"
-        )
-    d = rows["distilled"]
-    fewer = fp32["params"] / d["params"]
-    loss = {k: 100 * (fp32["probe"][k] - d["probe"][k]) for k in ("10", "all")}
-    ok = fewer >= 4 and max(loss.values()) <= 2
-    lines.append(
-        f"- distilled vs fp32: {fewer:.2f}x fewer parameters (target >= 4x), probe loss "
-        f"{loss['10']:+.1f} / {loss['all']:+.1f} points at 10 / all (target <= 2): "
-        f"{'met' if ok else 'missed'}"
-    )
-    return lines
+def is_run(model: Path) -> bool:
+    """A run folder holds a checkpoint; anything else is read as a warm start."""
+    return (model / "checkpoints" / "last.pt").is_file()
 
 
-def table(rows: dict[str, dict[str, Any]]) -> list[str]:
-    lines = [
-        "| model | params | file KiB | latency b=1 ms (1t / 2t) | throughput b=256 img/s "
-        "(1t / 2t) | probe k=10 / all % |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} | {r['params']:,} | {r['bytes'] / 1024:.0f} | "
-            f"{r['latency_ms_1t']:.3f} / {r['latency_ms_2t']:.3f} | "
-            f"{r['throughput_1t']:,.0f} / {r['throughput_2t']:,.0f} | "
-            f"{100 * r['probe']['10']:.1f} / {100 * r['probe']['all']:.1f} |"
-        )
-    return lines
-
-
-def prepare(args: argparse.Namespace, root: Path, opts: DistillOptions) -> int:
+def prepare(model: Path, root: Path, opts: DistillOptions, reuse: bool) -> int:
     """Export (fp32 + int8) and distil (+ int8) into ``root``; return the teacher's parameters.
 
-    With ``--reuse`` and both model cards already in ``root``, only the parameters are read.
+    With ``reuse`` and the student's card already in ``root``, only the parameters are read.
     """
-    if args.reuse and (root / "student" / "model_card.json").is_file():
-        return weights(args)
-    if args.run:
-        export_run(args.run, "onnx", root / "fp32", quantize="int8")
-        teacher = sum(p.numel() for p in load_run(args.run)[2].parameters())
+    if is_run(model):
+        teacher = sum(p.numel() for p in load_run(model)[2].parameters())
     else:
-        teacher = export_warm_start(Path(args.warm_start), root / "fp32")
+        teacher = int(sum(t.numel() for t in load_warm_start(model)[0].values()))
+    if reuse and (root / "student" / "model_card.json").is_file():
+        return teacher
+    if is_run(model):
+        export_run(model, "onnx", root / "fp32", quantize="int8")
+    else:
+        export_warm_start(model, root / "fp32")
     distill(root / "fp32", root / "student", opts, quantize="int8", measure_probe=False)
     return teacher
 
 
-def weights(args: argparse.Namespace) -> int:
-    """The teacher's parameter count, from its run or warm start (not from the ONNX graph)."""
-    if args.run:
-        return sum(p.numel() for p in load_run(args.run)[2].parameters())
-    state, _ = load_warm_start(args.warm_start)
-    return int(sum(t.numel() for t in state.values()))
+def recipe(student_card: dict[str, Any]) -> str:
+    """The distillation recipe as its `ssl-fed distill` flags, read from the student's card."""
+    d = student_card["distillation"]
+    return f"width {d['student']['width']}, {d['training_data']} (final loss {d['final_loss']:.3f})"
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", action="append", required=True, help="run or warm-start dir")
+    parser.add_argument("--tag", action="append", help="row name per --model (default: dir name)")
+    parser.add_argument("--width", type=int, default=12, help="student width (teacher: 32)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        action="append",
+        help="distillation epochs (default 60; once for all models or once per --model)",
+    )
+    parser.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
+    parser.add_argument("--out", help="keep exports here, one folder per tag (default: temporary)")
+    parser.add_argument("--reuse", action="store_true", help="reuse exports already in --out")
+    parser.add_argument("--record", action="store_true", help="write the RESULTS.md section")
+    args = parser.parse_args()
+    args.tag = args.tag or [Path(m).name for m in args.model]
+    args.epochs = args.epochs or [60]
+    if len(args.epochs) == 1:
+        args.epochs = args.epochs * len(args.model)
+    if len(args.tag) != len(args.model) or len(args.epochs) != len(args.model):
+        parser.error("give one --tag (and one --epochs, or a single one) per --model")
+    return args
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="a finished run folder (out=)")
-    source.add_argument("--warm-start", help="a `pretrain-synthetic` folder, if no run is around")
-    parser.add_argument("--width", type=int, default=12, help="student width (teacher: 32)")
-    parser.add_argument("--epochs", type=int, default=30, help="distillation epochs")
-    parser.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
-    parser.add_argument("--out", help="keep exports here (default: a temporary folder)")
-    parser.add_argument("--reuse", action="store_true", help="reuse exports already in --out")
-    parser.add_argument("--note", default="", help="where the run came from, for the record")
-    args = parser.parse_args()
+    args = parse()
     root = Path(args.out or tempfile.mkdtemp(prefix="ssl-fed-serving-"))
-    load_before = os.getloadavg()
-    start = time.time()
-    opts = DistillOptions(width=args.width, images_per_epoch=args.images, epochs=args.epochs)
-    teacher_params = prepare(args, root, opts)
-    card = json.loads((root / "student" / "model_card.json").read_text())
-    student_params = int(card["distillation"]["student"]["params"])
-    paths = {
-        "fp32": root / "fp32" / "encoder.onnx",
-        "int8": root / "fp32" / "encoder.int8.onnx",
-        "distilled": root / "student" / "encoder.onnx",
-        "distilled + int8": root / "student" / "encoder.int8.onnx",
-    }
-    params = dict.fromkeys(["fp32", "int8"], teacher_params)
-    rows = measure(paths, params | dict.fromkeys(["distilled", "distilled + int8"], student_params))
+    load_before, start = os.getloadavg(), time.time()
+    paths: dict[str, Path] = {}
+    params: dict[str, int] = {}
+    notes: list[str] = []
+    for model, tag, epochs in zip(args.model, args.tag, args.epochs, strict=True):
+        opts = DistillOptions(width=args.width, images_per_epoch=args.images, epochs=epochs)
+        teacher = prepare(Path(model), root / tag, opts, args.reuse)
+        fp32_card = json.loads((root / tag / "fp32" / "model_card.json").read_text())
+        card = json.loads((root / tag / "student" / "model_card.json").read_text())
+        student = int(card["distillation"]["student"]["params"])
+        files = ["fp32/encoder.onnx", "fp32/encoder.int8.onnx"]
+        files += ["student/encoder.onnx", "student/encoder.int8.onnx"]
+        for variant, file in zip(VARIANTS, files, strict=True):
+            paths[f"{tag} / {variant}"] = root / tag / file
+            params[f"{tag} / {variant}"] = teacher if variant in VARIANTS[:2] else student
+        profile = {v: op_profile(root / tag / f) for v, f in zip(VARIANTS[:2], files, strict=False)}
+        notes.append(
+            f"- **{tag}**: {describe(fp32_card)} ({model}). Student: {recipe(card)}. "
+            "ORT kernel-time share by op (%) at batch 256, 1 thread: "
+            f"fp32 `{json.dumps(profile['fp32'])}`, int8 `{json.dumps(profile['int8'])}`."
+        )
+    rows = measure(paths, params)
     load_after = os.getloadavg()
-    lines = table(rows)
-    checks = verdicts(rows)
-    print("\n".join([*lines, "", *checks]))
-    update_section(
-        "serving",
-        "\n".join(
-            [
-                "## Serving the encoder: int8 and distillation (`python benchmarks/serving.py`)",
-                "",
-                f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, "
-                f"{load_after[0]:.1f} after (a 2-core machine shared with other jobs: absolute "
-                f"times are noisy, ratios less so). {time.time() - start:.0f} s"
-                + (
-                    " (measurement only: exports and student reused from --out). "
-                    if args.reuse
-                    else ". "
-                )
-                + f"Encoder: {args.note or args.run or args.warm_start}. onnxruntime CPU, median "
-                "of 300 runs (batch 1) / 30 runs (batch 256) after 3 warm-ups, interleaved "
-                "over the models so load swings hit all alike; 1t / 2t = intra-op threads. "
-                "int8: ONNX Runtime static quantization of the convolutions (QLinearConv, "
-                "per-channel int8 weights, uint8 activations) calibrated on 512 synthetic stroke "
-                "images. Distilled: "
-                f"cnn_gn width {args.width} trained on synthetic strokes only "
-                f"({opts.epochs} epochs x {opts.images_per_epoch} fresh images). Probe: "
-                "logistic regression on frozen features, digits' public split (1257 / 540), "
-                "k=10 averaged over 5 label draws. Targets: " + TARGETS + ".",
-                "",
-                *lines,
-                "",
-                *checks,
-            ]
-        ),
-    )
+    lines, checks = table(rows), [c for tag in args.tag for c in verdicts(tag, rows)]
+    print("\n".join([*notes, "", *lines, "", *checks]))
+    if args.record:
+        update_section(
+            "serving", section(args, notes, lines, checks, load_before, load_after, start)
+        )
     if not args.out:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def section(
+    args: argparse.Namespace,
+    notes: list[str],
+    lines: list[str],
+    checks: list[str],
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+    start: float,
+) -> str:
+    """The RESULTS.md section: setup, encoders, table and verdicts."""
+    reused = " (measurement only: exports and students reused from --out)" if args.reuse else ""
+    intro = (
+        f"Machine: {machine()}; load average (1 min) {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after (a 2-core machine shared with other jobs: absolute times are "
+        f"noisy, ratios less so). {time.time() - start:.0f} s{reused}. onnxruntime CPU, median "
+        "of 300 runs (batch 1) / 30 runs (batch 256) after 3 warm-ups, interleaved over every "
+        "model of every encoder so load swings hit all alike; 1t / 2t = intra-op threads. "
+        "fp32: the ONNX export, GroupNorm's affine step folded into a depthwise 1x1 Conv "
+        "(ssl_fed.serve.graph). int8: ONNX Runtime static QDQ quantization of every Conv "
+        "(per-channel int8 weights, uint8 activations) calibrated on 512 synthetic images. "
+        "Distilled: cnn_gn student trained on fresh synthetic images only. Probe: logistic "
+        "regression on frozen features, digits' public split (1257 / 540) resized to the "
+        "encoder's input, k=10 averaged over 5 label draws. Targets: " + TARGETS + "."
+    )
+    return "\n".join(
+        [
+            "## Serving the encoder: int8 and distillation (`python benchmarks/serving.py`)",
+            "",
+            intro,
+            "",
+            *notes,
+            "",
+            *lines,
+            "",
+            *checks,
+        ]
+    )
 
 
 if __name__ == "__main__":

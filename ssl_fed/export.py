@@ -164,9 +164,10 @@ def require_onnx() -> None:
 def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor) -> list[Path]:
     """Write ``module`` (``[N, C, H, W] -> [N, D]``) as ``fmt`` into ``out``; return the files.
 
-    ONNX gets a dynamic batch axis, input ``images`` and output ``features``, and no external
-    data file; any file the exporter still writes beside the model is returned too, so the
-    caller lists everything it wrote.
+    ONNX gets a dynamic batch axis, input ``images`` and output ``features``, no external data
+    file, and GroupNorm's affine step as a depthwise 1x1 Conv (:mod:`ssl_fed.serve.graph`);
+    any file the exporter still writes beside the model is returned too, so the caller lists
+    everything it wrote.
     """
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt}: use one of {sorted(FORMATS)}")
@@ -194,6 +195,10 @@ def write_encoder(module: nn.Module, fmt: str, out: Path, example: torch.Tensor)
             )
     finally:
         registry.setLevel(level)
+    from ssl_fed.serve.graph import fold_norm_affine, strip_debug_info
+
+    fold_norm_affine(path)  # GroupNorm's affine as a depthwise Conv: same map, faster, quantizable
+    strip_debug_info(path)  # the exporter's per-node stack traces: not needed to serve
     return [path, *(p for p in [path.with_name(path.name + ".data")] if p.exists())]
 
 

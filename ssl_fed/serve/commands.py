@@ -49,8 +49,9 @@ def cmd_distill(args: argparse.Namespace) -> int:
     """Distil the exported teacher into a narrower student on synthetic images."""
     from ssl_fed.serve.distill import DistillOptions, distill
 
+    given = {"images_per_epoch": args.images, "epochs": args.epochs}
     opts = DistillOptions(
-        width=args.width, images_per_epoch=args.images, epochs=args.epochs, seed=args.seed
+        width=args.width, seed=args.seed, **{k: v for k, v in given.items() if v is not None}
     )
     written = distill(
         Path(args.teacher), Path(args.out), opts, fmt=args.format, quantize=args.quantize
@@ -88,7 +89,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=FORMATS, default="onnx")
     p.add_argument("--quantize", choices=["int8"], help="also write an int8 copy (ONNX)")
-    p.add_argument("--images", type=int, default=4096, help="synthetic images per epoch")
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument(
+        "--images", type=int, help="synthetic images per epoch (default: DistillOptions, 4096)"
+    )
+    p.add_argument("--epochs", type=int, help="training epochs (default: DistillOptions, 60)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_distill)

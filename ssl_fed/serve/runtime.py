@@ -50,8 +50,11 @@ def _torch_run(module: torch.nn.Module) -> Callable[[Batch], Batch]:
     return run
 
 
-def onnx_session(path: Path, threads: int = 0) -> Any:
+def onnx_session(path: Path, threads: int = 0, profile_prefix: str | None = None) -> Any:
     """Open an ONNX Runtime CPU session with ``threads`` intra-op threads (0: ORT's default).
+
+    With ``profile_prefix``, ONNX Runtime's profiler records per-node kernel times to a JSON
+    file under that prefix (``session.end_profiling()`` returns its path).
 
     Idle worker threads sleep instead of spinning: a site's machine is shared with its other
     work, and spinning threads burn cores that it needs (and, measured here on 2 busy cores,
@@ -65,6 +68,9 @@ def onnx_session(path: Path, threads: int = 0) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
