@@ -141,22 +141,24 @@ def deploy(
     pki = init_pki(work / "pki", ["127.0.0.1", "localhost"])
     keys = [site_keygen(work / "keys", f"site{i}") for i in range(NUM_SITES)]
     env = deploy_env(work / "flwr-cli")
-    port = free_port()
-    link = f"127.0.0.1:{port}"
+    port, control = free_port(), free_port()
+    link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
     out = work / "out"
     with processes(work / "logs") as procs:
         procs.start(
             "superlink",
             [ssl_fed, "server", "start", "--state-dir", str(work / "link"),
-             "--host", "127.0.0.1", "--port", str(port), "--pki", str(work / "pki")],
+             "--host", "127.0.0.1", "--port", str(port), "--control-port", str(control),
+             "--pki", str(work / "pki")],
             env,
         )  # fmt: skip
         wait_for_port(port)
+        wait_for_port(control)
         for i, (_, public) in enumerate(keys):
             enroll = procs.start(
                 f"enroll{i}",
-                [ssl_fed, "server", "enroll", str(public), "--superlink", link,
+                [ssl_fed, "server", "enroll", str(public), "--superlink", operator,
                  "--ca", str(pki.ca_cert)],
                 env,
             )  # fmt: skip
@@ -184,7 +186,7 @@ def deploy(
         run = procs.start(
             "run",
             [ssl_fed, "run", *overrides(aggregation, rounds), f"out={out}",
-             "--superlink", link, "--ca", str(pki.ca_cert)],
+             "--superlink", operator, "--ca", str(pki.ca_cert)],
             env,
         )  # fmt: skip
         code = run.wait(timeout=1800)

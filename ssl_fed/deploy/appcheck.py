@@ -136,8 +136,8 @@ def install_launcher(bin_dir: Path) -> Path:
     path.write_text(
         f"#!{sys.executable}\n"
         "import sys\n"
-        "from ssl_fed.deploy.appcheck import main\n"
-        "sys.exit(main())\n"
+        "from ssl_fed.deploy.appcheck import launcher_main\n"
+        "sys.exit(launcher_main())\n"
     )
     path.chmod(stat.S_IRWXU)
     return path
@@ -189,3 +189,11 @@ def main() -> int:
     patch_runtime(trusted_from_env())
     flwr_clientapp()
     return 0
+
+
+def launcher_main() -> int:
+    """Run :func:`main` in the site's warm zygote if there is one, else here (the launcher)."""
+    from ssl_fed.deploy.zygote import launch
+
+    code = launch()
+    return main() if code is None else code
