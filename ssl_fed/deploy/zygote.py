@@ -120,6 +120,8 @@ def _run_task(task: Callable[[], int], argv: list[str], env: dict[str, str], cwd
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = argv
+    # a launched script imports from its own folder first, not from the zygote's working folder
+    sys.path[0] = str(Path(argv[0]).resolve().parent)
     _reseed()
     try:
         return task()
