@@ -151,6 +151,12 @@ def _keep(
     conn.send(os.waitstatus_to_exitcode(status))
 
 
+def _stop_group(signum: int, frame: Any) -> None:
+    """On SIGTERM (e.g. the site died): stop the keepers and tasks in flight, then exit."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.killpg(0, signal.SIGTERM)
+
+
 def serve(
     folder: str | Path,
     preload: Sequence[str] = PRELOAD,
@@ -175,6 +181,8 @@ def serve(
     finally:
         os.umask(old_umask)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    if os.getpgid(0) == os.getpid():  # our own group (site start): take running tasks along
+        signal.signal(signal.SIGTERM, _stop_group)
     while True:
         try:
             conn = listener.accept()
@@ -182,6 +190,7 @@ def serve(
         except Exception:
             continue  # a failed handshake or a dropped launcher must not stop the zygote
         if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
             listener.close()
             code = 1
             try:

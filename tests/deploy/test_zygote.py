@@ -7,6 +7,7 @@ named in the launcher's environment, and exits with a code given there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -37,6 +38,7 @@ def record_task() -> int:
             }
         )
     )
+    time.sleep(float(os.environ.get("ZYGOTE_TEST_SLEEP", "0")))
     raise SystemExit(int(os.environ["ZYGOTE_TEST_CODE"]))
 
 
@@ -52,7 +54,9 @@ def zygote(tmp_path: Path) -> Iterator[Path]:
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], env=env, cwd=ROOT)
+    proc = subprocess.Popen(  # its own group, as `site start` runs it
+        [sys.executable, "-c", code, str(folder)], env=env, cwd=ROOT, start_new_session=True
+    )
     try:
         sock, _ = zygote_paths(folder)
         deadline = time.monotonic() + 60
@@ -64,6 +68,8 @@ def zygote(tmp_path: Path) -> Iterator[Path]:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_launch(
@@ -134,3 +140,40 @@ def test_a_wrong_key_is_refused_and_the_zygote_keeps_serving(
     assert code == 5
     assert oct(key.stat().st_mode & 0o777) == "0o600"
     assert oct(sock.stat().st_mode & 0o777) == "0o600"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def test_stopping_the_zygote_stops_the_tasks_in_flight(
+    zygote: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a task that would run for a minute, started as a launcher starts one
+    from multiprocessing.connection import Client
+
+    sock, key = zygote_paths(zygote)
+    env = dict(os.environ, ZYGOTE_TEST_OUT=str(tmp_path / "o.json"), ZYGOTE_TEST_CODE="0")
+    env["ZYGOTE_TEST_SLEEP"] = "60"
+    conn = Client(str(sock), family="AF_UNIX", authkey=key.read_bytes())
+    conn.send((["flwr-clientapp"], env, str(tmp_path)))
+    task = conn.recv()
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "o.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    zygote_pid = os.getpgid(task)  # the zygote leads its own process group
+
+    # Execute: SIGTERM to the zygote only (as PR_SET_PDEATHSIG sends when the site dies)
+    os.kill(zygote_pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while alive(task) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+    # Assert: the task is gone, and the launcher hears of it (no exit code: a failed task)
+    assert not alive(task)
+    with pytest.raises((EOFError, OSError)):
+        conn.recv()
