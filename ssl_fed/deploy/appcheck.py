@@ -19,7 +19,9 @@ installation raises :class:`AppRefusedError`, no code of the app is imported, an
 an error reply. The digest covers every file of the FAB and its ``pyproject.toml`` except the run
 config table (``[tool.flwr.app.config]``, which the site policy checks instead), so the same code
 with another run config has the same digest. By default a site trusts exactly the app it has
-installed itself (:func:`own_app_digest`, staged the way ``ssl-fed run`` stages it).
+installed itself (:func:`own_app_digest`, staged the way ``ssl-fed run`` stages it). The launcher
+runs :func:`main` in a process forked from the site's warm zygote when there is one
+(:func:`launcher_main`, :mod:`ssl_fed.deploy.zygote`), else in its own process: same check.
 
 Notes
 -----
