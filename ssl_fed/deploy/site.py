@@ -5,7 +5,8 @@ anything connects, so a site with a broken folder fails at its own console (exit
 naming the file) instead of failing inside a federated round. Then the warm worker
 (:mod:`ssl_fed.deploy.worker`) imports the training stack once, the ClientApp zygote
 (:mod:`ssl_fed.deploy.zygote`) imports the ClientApp stack once, and ``flower-supernode`` starts
-as a child (through :mod:`ssl_fed.deploy.fastnode`: a back-off idle poll) with TLS, the site's node-authentication key and the node config the ClientApp reads:
+as a child (through :mod:`ssl_fed.deploy.fastnode`: a back-off idle poll) with TLS, the site's
+node-authentication key and the node config the ClientApp reads:
 ``data-path``, ``data-format``, ``state-dir`` (the privacy ledger), ``epsilon-budget`` (the site's
 own lifetime ε, enforced by its ledger whatever the server's run config says) and
 ``warm-worker=true``.
