@@ -147,7 +147,9 @@ def deploy(
     pki = init_pki(work / "pki", ["127.0.0.1", "localhost"])
     keys = [site_keygen(work / "keys", f"site{i}") for i in range(NUM_SITES)]
     env = deploy_env(work / "flwr-cli")
-    site_env = env | {"FLWR_LOG_LEVEL": "DEBUG"}  # time-stamped SuperNode lines (timeline)
+    # time-stamped SuperNode lines (timeline); one torch thread per site, as Ray gives each
+    # simulated site with 1 CPU (it sets OMP_NUM_THREADS to the actor's CPUs)
+    site_env = env | {"FLWR_LOG_LEVEL": "DEBUG", "OMP_NUM_THREADS": "1"}
     port, control = free_port(), free_port()
     link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
@@ -336,7 +338,9 @@ def main() -> None:
             "every round, identical images per site (the simulation's Dirichlet α=0.5 "
             "partitions written as `.npz` for the deployed sites). Simulated: Ray, 1 CPU per "
             "site. Deployed: 127.0.0.1, TLS + node auth SuperLink, 3 `ssl-fed site start` "
-            "SuperNodes with warm workers and ClientApp zygotes, fresh per run, `ssl-fed run`. "
+            "SuperNodes with warm workers and ClientApp zygotes, fresh per run, `ssl-fed run`; "
+            "each site runs with `OMP_NUM_THREADS=1`, the value Ray gives each simulated site "
+            "(1 CPU), so both train with one torch thread per site. "
             f"{args.repeats} run(s) each. `wall_time_s` is the server's per-round time "
             "(after the budget query); the round period is the time between consecutive "
             "`metrics.json` rewrites (query included). Goal <= 1.5x.",
