@@ -150,6 +150,8 @@ def deploy(
     # time-stamped SuperNode lines (timeline); one torch thread per site, as Ray gives each
     # simulated site with 1 CPU (it sets OMP_NUM_THREADS to the actor's CPUs)
     site_env = env | {"FLWR_LOG_LEVEL": "DEBUG", "OMP_NUM_THREADS": "1"}
+    policy = work / "site-policy.yaml"  # the default policy accepts ssl-fed's SecAgg+ only
+    policy.write_text(f"aggregations: [{aggregation}]\n")
     port, control = free_port(), free_port()
     link, operator = f"127.0.0.1:{port}", f"127.0.0.1:{control}"
     ssl_fed = str(BIN / "ssl-fed")
@@ -178,7 +180,8 @@ def deploy(
                 f"site{i}",
                 [ssl_fed, "site", "start", "--data", str(path), "--state-dir",
                  str(work / f"state_{i}"), "--superlink", link, "--ca", str(pki.ca_cert),
-                 "--key", str(private), "--epsilon-budget", "8", "--port", str(free_port()),
+                 "--key", str(private), "--epsilon-budget", "8", "--policy", str(policy),
+                 "--port", str(free_port()),
                  "--site-id", str(i)],
                 site_env,
             )  # fmt: skip
