@@ -19,7 +19,9 @@ installation raises :class:`AppRefusedError`, no code of the app is imported, an
 an error reply. The digest covers every file of the FAB and its ``pyproject.toml`` except the run
 config table (``[tool.flwr.app.config]``, which the site policy checks instead), so the same code
 with another run config has the same digest. By default a site trusts exactly the app it has
-installed itself (:func:`own_app_digest`, staged the way ``ssl-fed run`` stages it).
+installed itself (:func:`own_app_digest`, staged the way ``ssl-fed run`` stages it). The launcher
+runs :func:`main` in a process forked from the site's warm zygote when there is one
+(:func:`launcher_main`, :mod:`ssl_fed.deploy.zygote`), else in its own process: same check.
 
 Notes
 -----
@@ -136,8 +138,8 @@ def install_launcher(bin_dir: Path) -> Path:
     path.write_text(
         f"#!{sys.executable}\n"
         "import sys\n"
-        "from ssl_fed.deploy.appcheck import main\n"
-        "sys.exit(main())\n"
+        "from ssl_fed.deploy.appcheck import launcher_main\n"
+        "sys.exit(launcher_main())\n"
     )
     path.chmod(stat.S_IRWXU)
     return path
@@ -189,3 +191,11 @@ def main() -> int:
     patch_runtime(trusted_from_env())
     flwr_clientapp()
     return 0
+
+
+def launcher_main() -> int:
+    """Run :func:`main` in the site's warm zygote if there is one, else here (the launcher)."""
+    from ssl_fed.deploy.zygote import launch
+
+    code = launch()
+    return main() if code is None else code

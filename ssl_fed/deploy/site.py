@@ -3,8 +3,10 @@
 Order matters: the data are loaded and validated with the same loaders training uses *before*
 anything connects, so a site with a broken folder fails at its own console (exit 2, a message
 naming the file) instead of failing inside a federated round. Then the warm worker
-(:mod:`ssl_fed.deploy.worker`) imports the training stack once, and ``flower-supernode`` starts as
-a child with TLS, the site's node-authentication key and the node config the ClientApp reads:
+(:mod:`ssl_fed.deploy.worker`) imports the training stack once, the ClientApp zygote
+(:mod:`ssl_fed.deploy.zygote`) imports the ClientApp stack once, and ``flower-supernode`` starts
+as a child (through :mod:`ssl_fed.deploy.fastnode`: a back-off idle poll) with TLS, the site's
+node-authentication key and the node config the ClientApp reads:
 ``data-path``, ``data-format``, ``state-dir`` (the privacy ledger), ``epsilon-budget`` (the site's
 own lifetime ε, enforced by its ledger whatever the server's run config says) and
 ``warm-worker=true``.
@@ -21,13 +23,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from ssl_fed.config import ConfigError
-from ssl_fed.deploy.flwr_cli import DeployError, binary, check_address, flwr_env, require_file
+from ssl_fed.deploy.flwr_cli import DeployError, check_address, flwr_env, require_file
 from ssl_fed.deploy.site_data import data_format, validate_site_data
 
 if TYPE_CHECKING:
@@ -56,6 +59,11 @@ class SiteOptions:
     on_bad_file: str = "error"
     roster: Path | None = None
 
+
+SUPEREXEC_POLL_ENV = "FLWR_SUPEREXEC_TASK_POLL_INTERVAL"
+SUPEREXEC_POLL_S = 0.2
+"""How often the SuperNode's ``flower-superexec`` asks for a task to launch (Flower's documented
+variable; its default, 1 s, is paid on every message). An operator's own value is kept."""
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 """The ssl-fed source tree this site runs (its app is the one the site trusts by default)."""
@@ -121,9 +129,15 @@ def node_config_string(cfg: dict[str, str | int | float | bool]) -> str:
 
 
 def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
-    """Build the ``flower-supernode`` command line: TLS, node auth, the node config."""
+    """Build the SuperNode command line: TLS, node auth, the node config.
+
+    It runs Flower's ``flower-supernode`` through :mod:`ssl_fed.deploy.fastnode` (same arguments;
+    a back-off idle poll instead of the fixed 3 s one).
+    """
     return [
-        binary("flower-supernode"),
+        sys.executable,
+        "-m",
+        "ssl_fed.deploy.fastnode",
         "--superlink",
         opts.superlink,
         "--root-certificates",
@@ -140,6 +154,7 @@ def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
 def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
     """Return the SuperNode's environment: the verifying ``flwr-clientapp`` first on PATH."""
     from ssl_fed.deploy.appcheck import LOG_ENV, TRUSTED_ENV, install_launcher
+    from ssl_fed.deploy.zygote import ZYGOTE_ENV
 
     env = flwr_env()
     launcher = install_launcher(state_dir / "bin")
@@ -149,6 +164,8 @@ def supernode_env(state_dir: Path, trusted: tuple[str, ...]) -> dict[str, str]:
     os.close(os.open(app_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     env[LOG_ENV] = str(app_log)
     env.setdefault("FLWR_HOME", str(state_dir / "flwr"))
+    env.setdefault(SUPEREXEC_POLL_ENV, str(SUPEREXEC_POLL_S))
+    env[ZYGOTE_ENV] = str(state_dir)  # the launcher forks each task from the site's zygote
     return env
 
 
@@ -234,23 +251,26 @@ def start_site(opts: SiteOptions) -> int:
     print(f"site id {opts.site_id}; public size {size}; local port {opts.port}", flush=True)
     opts.state_dir.mkdir(parents=True, exist_ok=True)
 
-    from ssl_fed.deploy.supernode import SupernodeRunner
+    from ssl_fed.deploy.supernode import SupernodeRunner, start_zygote, stop_group
     from ssl_fed.deploy.worker import SiteWorker, serve
 
+    env = supernode_env(opts.state_dir, trusted)
+    zygote = start_zygote(opts.state_dir, env)
     worker = SiteWorker(node_config(opts, policy), policy)
     import ssl_fed.train.local  # noqa: F401  (warm the training stack before the first round)
 
     serve(worker, opts.state_dir)
-    runner = SupernodeRunner(
-        supernode_command(opts, policy), supernode_env(opts.state_dir, trusted)
-    )
+    runner = SupernodeRunner(supernode_command(opts, policy), env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         runner.stop(signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, forward)
-    return runner.run()
+    try:
+        return runner.run()
+    finally:
+        stop_group(zygote)
 
 
 def describe_policy(p: SitePolicy) -> str:

@@ -231,3 +231,32 @@ class SupernodeRunner:
                 flush=True,
             )
         return code
+
+
+def start_zygote(state_dir: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the site's warm ClientApp zygote (:mod:`ssl_fed.deploy.zygote`); it dies with us.
+
+    It shares the site's console (a failed preload shows there); the tasks it forks discard their
+    output, as Flower's own executor does. BLAS stays single-threaded: the zygote must not hold
+    threads when it forks, and a ClientApp does no linear algebra worth a pool.
+    """
+    zenv = dict(env) | {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "ssl_fed.deploy.zygote", str(state_dir)],
+        env=zenv,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,  # only calls the pre-resolved prctl
+    )
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc``'s process group (the zygote and any task still running) and reap it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

@@ -50,7 +50,9 @@ class FlowerSecAggPlusAggregator(Aggregator):
         self, grid: Grid, context: Context, rounds: SiteRounds, first: int, last: int
     ) -> None:
         """Run rounds ``first..last`` through Flower's legacy SecAgg+ workflow."""
+        from ssl_fed.fed.backoff_grid import BackoffGrid
         from ssl_fed.fed.legacy import SiteDeltaStrategy, run_legacy_rounds
 
         strategy = SiteDeltaStrategy(rounds, grid, round_offset=first - 1)
-        run_legacy_rounds(grid, context, strategy, last - first + 1, self.cfg.aggregation)
+        fast = BackoffGrid(grid)  # the stock workflow's exchanges poll with back-off, not 3 s
+        run_legacy_rounds(fast, context, strategy, last - first + 1, self.cfg.aggregation)
