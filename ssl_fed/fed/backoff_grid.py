@@ -20,7 +20,11 @@ from ssl_fed.fed.secagg_driver import send_and_receive
 
 
 class BackoffGrid(Grid):
-    """Forward to ``inner``; replace only ``send_and_receive`` (5 ms doubling to 100 ms)."""
+    """Forward to ``inner``; replace only ``send_and_receive``.
+
+    Its pulls are spaced 10% of the time already waited apart, within 5-100 ms
+    (:func:`ssl_fed.fed.secagg_driver.send_and_receive`).
+    """
 
     def __init__(self, inner: Grid) -> None:
         self.inner = inner
