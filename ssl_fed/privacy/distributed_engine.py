@@ -116,6 +116,7 @@ class SkellamEngine(DPSGDEngine):
             params=params,
             seed=seed,
             columns=column_index(task, pub.layout),
+            extra=self.extra_units,
         )
 
     def describe(self, plan: UnitPlan) -> dict[str, Any]:
