@@ -70,7 +70,7 @@ class AuditFederation:
         return mechanism_name(self.cfg) == "skellam"
 
     def public(self) -> PublicRound:
-        """The distributed round's public constants, as the sites derive them."""
+        """Return the distributed round's public constants, as the sites derive them."""
         return public_round(node.site_config(self.cfg, self.infos[0]), self.channels)
 
     def run_round(self, rnd: int, hooks: dict[int, Hook]) -> Released:
@@ -100,7 +100,10 @@ class AuditFederation:
         res = run_local_round(inputs, spec, sa)
         if not isinstance(res, AggregateResult):
             raise RuntimeError(f"the audit's SecAgg round was skipped: {res.reason}")
-        mean = [np.asarray(res.arrays[n], np.float32).reshape(s.shape) for n, s in zip(names, self.specs, strict=True)]
+        mean = [
+            np.asarray(res.arrays[n], np.float32).reshape(s.shape)
+            for n, s in zip(names, self.specs, strict=True)
+        ]
         self.arrays = fa.add_arrays(self.arrays, mean)
         return {n: np.asarray(m, np.float64).reshape(-1) for n, m in zip(names, mean, strict=True)}
 
@@ -117,7 +120,9 @@ class AuditFederation:
         inputs = {101 + i: ({"ddp": r[0]}, 1.0) for i, r in enumerate(replies)}
         res = run_local_round(inputs, [("ddp", (p.padded,))], sa)
         if not isinstance(res, AggregateResult) or res.words is None:
-            raise RuntimeError(f"the audit's SecAgg round was skipped: {getattr(res, 'reason', '')}")
+            raise RuntimeError(
+                f"the audit's SecAgg round was skipped: {getattr(res, 'reason', '')}"
+            )
         seed = int(pub.config(self.run_id, rnd)["ddp-seed"])
         total = codec.decode_sum(res.words, p, seed)
         if self.optimizer is None:
@@ -146,18 +151,25 @@ class AuditFederation:
 def make_federation(cfg: RootConfig, out: Path, run_id: str) -> AuditFederation:
     """``sim.num_sites`` simulated sites (partitions of ``data``), state under ``<out>/sites``.
 
-    The initial global model is the server's: ``init`` (a warm start) or the seeded random one.
+    The initial global model is the server's: ``init`` (a warm start) or the random one seeded
+    with ``sim.seed``, as :func:`ssl_fed.fed.serverapp.run_server` builds it.
     """
     num = cfg.sim.num_sites
     infos = [
         node.site_info(
             cfg,
-            {"partition-id": i, "num-partitions": num, "state-dir": str(out / "sites" / f"site_{i}")},
+            {
+                "partition-id": i,
+                "num-partitions": num,
+                "state-dir": str(out / "sites" / f"site_{i}"),
+            },
         )
         for i in range(num)
     ]
     channels = node.site_data(cfg, infos[0]).channels
-    model = build_model(cfg.encoder, channels)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.sim.seed)
+        model = build_model(cfg.encoder, channels)
     load_init(model, cfg.init)
     share = cfg.aggregation.share_heads
     arrays = fa.state_to_arrays(fa.federated_state(model, share))

@@ -18,8 +18,9 @@ aggregate and nothing per step or per site. Scores:
 - ``distributed`` (DP-FedSGD, one step per round): the decoded sum of clipped gradients plus the
   Skellam noise of every site's share; ``s_i · sum_r[j] / C`` is ``N(1, s²)`` w.p. q when the
   canary is in, ``N(0, s²)`` otherwise, ``s`` the aggregate noise std over C, scored by the
-  subsampled-Gaussian likelihood ratio (:func:`~ssl_fed.audit.canaries.likelihood_ratio_scores`)
-  summed over rounds (group plans: group canaries, :func:`~ssl_fed.audit.canaries.group_pair_scores`).
+  subsampled-Gaussian likelihood ratio summed over rounds
+  (:func:`~ssl_fed.audit.canaries.likelihood_ratio_scores`; group plans: group canaries,
+  :func:`~ssl_fed.audit.canaries.group_pair_scores`).
 
 Notes
 -----
@@ -83,7 +84,7 @@ class CanarySource:
     steps: int = 0
 
     def __call__(self) -> dict[str, torch.Tensor]:
-        """This step's canary rows ``{name: [k, *shape]}``."""
+        """Return this step's canary rows ``{name: [k, *shape]}``."""
         draw = torch.rand(self.dirac.m, generator=self.gen) < self.sample_rate
         which = torch.nonzero(self.coins & draw).squeeze(1)
         if self.paired:
@@ -91,7 +92,7 @@ class CanarySource:
         return self.dirac.rows(self.shapes, which)
 
     def attach(self, engine: PrivacyEngine) -> None:
-        """The site round's seam: read the engine's public q and σ, hand it the canaries."""
+        """Read the engine's public q and σ and hand it the canaries (the site round's seam)."""
         if isinstance(engine, SkellamEngine):
             assert engine.public is not None, "the site binds its distributed engine first"
             self.sample_rate, self.steps = engine.public.sample_rate, 1
