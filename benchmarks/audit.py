@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -59,7 +60,8 @@ def row_name(
 ) -> str:
     """A row's key in ``audit_rows.json``."""
     unit = f"-person{persons}" if persons else ""
-    setting = (f"-{mode}" if mode != "local" else "") + "".join(f"-{o}" for o in extra)
+    clean = [re.sub(r"[^A-Za-z0-9_.-]+", "_", o).strip("_") for o in extra]  # a path, a Hydra value
+    setting = (f"-{mode}" if mode != "local" else "") + "".join(f"-{o}" for o in clean)
     return f"{kind}-{task}-eps{eps:g}{unit}{setting}" + (f"-{bug}" if bug else "")
 
 
