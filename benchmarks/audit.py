@@ -6,7 +6,8 @@ target ε), m = 1000 canaries each included w.p. 1/2, confidence 95 %. Rows: ε 
 {rotation, contrastive, joint} × {white-box gradient canaries with every noisy step observed,
 black-box input canaries scored on the final model (tasks with a rotation loss)}. Plus two
 self-test rows: the white-box rotation audit at ε = 8 and ε = 1 with the step's noise switched
-off while the ledger records the calibrated σ (the audit must flag it where the ceiling allows).
+off while the ledger records the calibrated σ (the audit must flag it where the ceiling allows;
+with ``privacy.noise=distributed``: every site's Skellam share is zero).
 Every ε comes from the site's ledger. Rows are appended to ``<out>/audit_rows.json`` as they finish.
 
 ``--mode simulation`` audits a ``sim.num_sites``-site federation in-process whose server sees only
@@ -31,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import torch
 
 from benchmarks.record import machine, update_section
@@ -39,6 +41,7 @@ from ssl_fed.audit.guess import score_audit
 from ssl_fed.audit.report import run_audit
 from ssl_fed.config import load_config
 from ssl_fed.models import build_model
+from ssl_fed.privacy.distributed import codec
 from ssl_fed.privacy.dpsgd import DPSGDStep
 from ssl_fed.privacy.engine import DPSGDEngine
 from ssl_fed.tasks import build_task, plan_units
@@ -89,8 +92,14 @@ def audit_row(
             f"run_id={name}-{int(time.time())}",
         ]
     )
-    make_private = DPSGDEngine.make_private
-    if bug == "no-noise":  # the step adds no noise while the ledger records the calibrated σ
+    make_private, share = DPSGDEngine.make_private, codec.noise_share  # type: ignore[attr-defined]
+    if bug == "no-noise" and cfg.privacy.noise == "distributed":  # zero Skellam shares
+
+        def zero_share(mu_share: float, size: int) -> Any:
+            return np.zeros(size, dtype=np.int64)
+
+        codec.noise_share = zero_share  # type: ignore[attr-defined]
+    elif bug == "no-noise":  # the step adds no noise while the ledger records the calibrated σ
 
         def no_noise(self: DPSGDEngine, *args: Any, **kwargs: Any) -> Any:
             step = make_private(self, *args, **kwargs)
@@ -104,6 +113,7 @@ def audit_row(
         metrics = run_audit(cfg, kind=kind, canaries=CANARIES, beta=BETA, mode=mode)
     finally:
         DPSGDEngine.make_private = make_private  # type: ignore[method-assign]
+        codec.noise_share = share  # type: ignore[attr-defined]
     audit = metrics["audit"]
     return {
         "row": name,
@@ -133,14 +143,17 @@ def audit_row(
 Row = tuple[str, float, str, str | None]
 
 
-def plan(epsilons: list[float], tasks: list[str], kinds: list[str], selftests: bool) -> list[Row]:
+def plan(
+    epsilons: list[float],
+    tasks: list[str],
+    kinds: list[str],
+    selftests: bool,
+    selftest_epsilons: tuple[float, ...] = (8.0, 1.0),
+) -> list[Row]:
     """The rows to run: self-tests first (when asked), then ε x task x kind."""
     rows: list[Row] = []
     if selftests:
-        rows += [
-            ("rotation", 8.0, "white-box", "no-noise"),
-            ("rotation", 1.0, "white-box", "no-noise"),
-        ]
+        rows += [("rotation", eps, "white-box", "no-noise") for eps in selftest_epsilons]
     for eps in epsilons:
         rows += [(t, eps, "white-box", None) for t in TASKS if t in tasks and "white-box" in kinds]
         rows += [
@@ -308,6 +321,9 @@ def main() -> None:
     )
     parser.add_argument("--no-selftests", action="store_true", help="skip the no-noise rows")
     parser.add_argument(
+        "--selftest-epsilons", type=float, nargs="+", default=[8.0, 1.0], help="ε of no-noise rows"
+    )
+    parser.add_argument(
         "--mode", choices=["local", "simulation"], default="local", help="ssl-fed audit --mode"
     )
     parser.add_argument(
@@ -321,7 +337,10 @@ def main() -> None:
     done_file = out / "audit_rows.json"
     rows: list[dict[str, Any]] = json.loads(done_file.read_text()) if done_file.exists() else []
     done = {r["row"] for r in rows}
-    for task, eps, kind, bug in plan(args.epsilons, args.tasks, args.kinds, not args.no_selftests):
+    todo = plan(
+        args.epsilons, args.tasks, args.kinds, not args.no_selftests, tuple(args.selftest_epsilons)
+    )
+    for task, eps, kind, bug in todo:
         extra = tuple(args.overrides)
         if row_name(task, eps, kind, bug, args.persons, args.mode, extra) in done:
             continue
