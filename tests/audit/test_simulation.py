@@ -9,6 +9,7 @@ import secrets
 
 import numpy as np
 import pytest
+import torch
 
 import ssl_fed.privacy.distributed.codec as codec
 from ssl_fed.audit.simulation import audit_simulation
@@ -45,6 +46,10 @@ def sites(monkeypatch):
     counter = itertools.count(1)
     monkeypatch.setattr(secrets, "randbits", lambda k: next(counter) % (1 << k))
     monkeypatch.setattr(secrets, "token_bytes", lambda n: next(counter).to_bytes(n, "little"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster on a shared machine
+    yield
+    torch.set_num_threads(threads)
 
 
 def audit(tmp_path, cfg, m=200, kind="white-box"):
