@@ -6,18 +6,25 @@ target ε), m = 1000 canaries each included w.p. 1/2, confidence 95 %. Rows: ε 
 {rotation, contrastive, joint} × {white-box gradient canaries with every noisy step observed,
 black-box input canaries scored on the final model (tasks with a rotation loss)}. Plus two
 self-test rows: the white-box rotation audit at ε = 8 and ε = 1 with the step's noise switched
-off while the ledger records the calibrated σ (the audit must flag it where the ceiling allows).
+off while the ledger records the calibrated σ (the audit must flag it where the ceiling allows;
+with ``privacy.noise=distributed``: every site's Skellam share is zero).
 Every ε comes from the site's ledger. Rows are appended to ``<out>/audit_rows.json`` as they finish.
+
+``--mode simulation`` audits a ``sim.num_sites``-site federation in-process whose server sees only
+each round's SecAgg aggregate (:mod:`ssl_fed.audit.simulation`); ``--overrides`` adds config
+overrides to every row (``privacy.noise=distributed``, ``privacy.trainable=[...]``, ...).
 
 Usage: nice -n 10 python benchmarks/audit.py [--out outputs/bench-audit] [--epsilons 8 3 1]
        [--tasks contrastive joint] [--kinds white-box] [--no-selftests] [--persons M]
-       [--section NAME] [--record]
+       [--mode local|simulation] [--overrides KEY=VALUE ...] [--section NAME] [--record]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np
 import torch
 
 from benchmarks.record import machine, update_section
@@ -33,6 +41,7 @@ from ssl_fed.audit.guess import score_audit
 from ssl_fed.audit.report import run_audit
 from ssl_fed.config import load_config
 from ssl_fed.models import build_model
+from ssl_fed.privacy.distributed import codec
 from ssl_fed.privacy.dpsgd import DPSGDStep
 from ssl_fed.privacy.engine import DPSGDEngine
 from ssl_fed.tasks import build_task, plan_units
@@ -43,20 +52,38 @@ CANARIES = 1000
 BETA = 0.05
 
 
-def row_name(task: str, eps: float, kind: str, bug: str | None, persons: int | None) -> str:
+def row_name(
+    task: str,
+    eps: float,
+    kind: str,
+    bug: str | None,
+    persons: int | None,
+    mode: str = "local",
+    extra: tuple[str, ...] = (),
+) -> str:
     """A row's key in ``audit_rows.json``."""
     unit = f"-person{persons}" if persons else ""
-    return f"{kind}-{task}-eps{eps:g}{unit}" + (f"-{bug}" if bug else "")
+    clean = [re.sub(r"[^A-Za-z0-9_.-]+", "_", o).strip("_") for o in extra]  # a path, a Hydra value
+    setting = (f"-{mode}" if mode != "local" else "") + "".join(f"-{o}" for o in clean)
+    return f"{kind}-{task}-eps{eps:g}{unit}{setting}" + (f"-{bug}" if bug else "")
 
 
 def audit_row(
-    out: Path, task: str, eps: float, kind: str, bug: str | None = None, persons: int | None = None
+    out: Path,
+    task: str,
+    eps: float,
+    kind: str,
+    bug: str | None = None,
+    persons: int | None = None,
+    mode: str = "local",
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    name = row_name(task, eps, kind, bug, persons)
+    name = row_name(task, eps, kind, bug, persons, mode, extra)
     per_person = ["privacy.unit=person", f"data.synthetic_persons={persons}"] if persons else []
     cfg = load_config(
         [
             *per_person,
+            *extra,
             f"task={task}",
             f"privacy.target_epsilon={eps}",
             "train.progress=false",
@@ -65,8 +92,14 @@ def audit_row(
             f"run_id={name}-{int(time.time())}",
         ]
     )
-    make_private = DPSGDEngine.make_private
-    if bug == "no-noise":  # the step adds no noise while the ledger records the calibrated σ
+    make_private, share = DPSGDEngine.make_private, codec.noise_share  # type: ignore[attr-defined]
+    if bug == "no-noise" and cfg.privacy.noise == "distributed":  # zero Skellam shares
+
+        def zero_share(mu_share: float, size: int) -> Any:
+            return np.zeros(size, dtype=np.int64)
+
+        codec.noise_share = zero_share  # type: ignore[attr-defined]
+    elif bug == "no-noise":  # the step adds no noise while the ledger records the calibrated σ
 
         def no_noise(self: DPSGDEngine, *args: Any, **kwargs: Any) -> Any:
             step = make_private(self, *args, **kwargs)
@@ -75,17 +108,20 @@ def audit_row(
             return step
 
         DPSGDEngine.make_private = no_noise  # type: ignore[method-assign]
-    start = time.time()
+    start, load_before = time.time(), os.getloadavg()[0]
     try:
-        metrics = run_audit(cfg, kind=kind, canaries=CANARIES, beta=BETA)
+        metrics = run_audit(cfg, kind=kind, canaries=CANARIES, beta=BETA, mode=mode)
     finally:
         DPSGDEngine.make_private = make_private  # type: ignore[method-assign]
+        codec.noise_share = share  # type: ignore[attr-defined]
     audit = metrics["audit"]
     return {
         "row": name,
         "kind": kind,
         "task": task,
         "unit": f"person (M={persons})" if persons else "image",
+        "mode": mode,
+        "overrides": list(extra),
         "bug": bug,
         "target_epsilon": eps,
         "epsilon": round(metrics["epsilon"], 3),
@@ -100,20 +136,24 @@ def audit_row(
         "measured_sensitivity": round(metrics.get("measured_sensitivity", 0.0), 3),
         "violation": metrics["violation"],
         "seconds": round(time.time() - start, 1),
+        "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
 
 
 Row = tuple[str, float, str, str | None]
 
 
-def plan(epsilons: list[float], tasks: list[str], kinds: list[str], selftests: bool) -> list[Row]:
+def plan(
+    epsilons: list[float],
+    tasks: list[str],
+    kinds: list[str],
+    selftests: bool,
+    selftest_epsilons: tuple[float, ...] = (8.0, 1.0),
+) -> list[Row]:
     """The rows to run: self-tests first (when asked), then ε x task x kind."""
     rows: list[Row] = []
     if selftests:
-        rows += [
-            ("rotation", 8.0, "white-box", "no-noise"),
-            ("rotation", 1.0, "white-box", "no-noise"),
-        ]
+        rows += [("rotation", eps, "white-box", "no-noise") for eps in selftest_epsilons]
     for eps in epsilons:
         rows += [(t, eps, "white-box", None) for t in TASKS if t in tasks and "white-box" in kinds]
         rows += [
@@ -182,8 +222,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 def unit(row: dict[str, Any]) -> str:
-    """`` / person (M=5)`` for a person-unit row, else nothing."""
-    return f" / {row['unit']}" if row.get("unit", "image") != "image" else ""
+    """`` / person (M=5)`` for a person-unit row, and the mode and overrides of a row."""
+    out = f" / {row['unit']}" if row.get("unit", "image") != "image" else ""
+    if row.get("mode", "local") != "local":
+        out += f" / {row['mode']}"
+    return out + "".join(f" / `{o}`" for o in row.get("overrides", []))
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -231,10 +274,19 @@ def targets(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def loads(rows: list[dict[str, Any]]) -> str:
+    """The 1-min load average before/after each row that recorded it (shared machine)."""
+    got = [
+        f"{r['row']}: {r['load_1min'][0]} / {r['load_1min'][1]}" for r in rows if "load_1min" in r
+    ]
+    now = f"- 1-min load average at recording: {os.getloadavg()[0]:.2f}.\n"
+    return now + (f"- 1-min load average before / after: {'; '.join(got)}.\n" if got else "")
+
+
 def record(rows: list[dict[str, Any]], section: str) -> None:
     """Write ``rows`` to RESULTS.md (section ``section``; the full run also redraws the plot)."""
     for r in rows:
-        if r["kind"] == "white-box" and not r["bug"]:
+        if r["kind"] == "white-box" and not r["bug"] and r.get("mode", "local") == "local":
             # rows with a measured sensitivity used group canaries (shift 2C against noise
             # 2σC: the ideal test at shift C, noise σC); older group rows shifted by C only
             sens = 1.0 if "measured_sensitivity" in r else r.get("sensitivity")
@@ -252,7 +304,7 @@ def record(rows: list[dict[str, Any]], section: str) -> None:
         "(mean and range over 5 seeds). 'measured sens.': the sensitivity probe's largest "
         "change of one privacy unit (image or person), in C (a lower bound on the true "
         "sensitivity).\n\n"
-        f"{table(rows)}\n\n{targets(rows)}\n"
+        f"{table(rows)}\n\n{targets(rows)}\n{loads(rows)}"
         + ("\nPlot: `benchmarks/audit.png`\n" if section == "audit" else "")
     )
     update_section(section, body)
@@ -268,6 +320,15 @@ def main() -> None:
         "--persons", type=int, default=None, help="privacy.unit=person, M images per person"
     )
     parser.add_argument("--no-selftests", action="store_true", help="skip the no-noise rows")
+    parser.add_argument(
+        "--selftest-epsilons", type=float, nargs="+", default=[8.0, 1.0], help="ε of no-noise rows"
+    )
+    parser.add_argument(
+        "--mode", choices=["local", "simulation"], default="local", help="ssl-fed audit --mode"
+    )
+    parser.add_argument(
+        "--overrides", nargs="*", default=[], help="extra config overrides of every row"
+    )
     parser.add_argument("--section", default="audit", help="RESULTS.md section to (re)write")
     parser.add_argument("--record", action="store_true", help="write RESULTS.md (and the plot)")
     args = parser.parse_args()
@@ -276,10 +337,14 @@ def main() -> None:
     done_file = out / "audit_rows.json"
     rows: list[dict[str, Any]] = json.loads(done_file.read_text()) if done_file.exists() else []
     done = {r["row"] for r in rows}
-    for task, eps, kind, bug in plan(args.epsilons, args.tasks, args.kinds, not args.no_selftests):
-        if row_name(task, eps, kind, bug, args.persons) in done:
+    todo = plan(
+        args.epsilons, args.tasks, args.kinds, not args.no_selftests, tuple(args.selftest_epsilons)
+    )
+    for task, eps, kind, bug in todo:
+        extra = tuple(args.overrides)
+        if row_name(task, eps, kind, bug, args.persons, args.mode, extra) in done:
             continue
-        rows.append(audit_row(out, task, eps, kind, bug, args.persons))
+        rows.append(audit_row(out, task, eps, kind, bug, args.persons, args.mode, extra))
         done_file.write_text(json.dumps(rows, indent=2))
         print(json.dumps(rows[-1]), flush=True)
     if args.record:

@@ -1,7 +1,10 @@
 """The ``ssl-fed audit`` subcommand: an empirical privacy audit beside the accountant's ε.
 
-``ssl-fed audit [--kind white-box|black-box] [--canaries M] [--confidence 0.95] [overrides]``
-runs one audited DP training of the configured site (:mod:`ssl_fed.audit.report`), prints ε and
+``ssl-fed audit [--kind white-box|black-box] [--mode local|simulation] [--canaries M]
+[--confidence 0.95] [overrides]`` runs one audited DP training of the configured site, or with
+``--mode simulation`` a ``sim.num_sites``-site federation whose server sees only the SecAgg
+aggregates (:mod:`ssl_fed.audit.simulation`; ``privacy.noise=distributed`` audits the Skellam
+shares) (:mod:`ssl_fed.audit.report`), prints ε and
 ε_lower, writes ``metrics.json`` and ``audit.md`` under ``out`` (default ``outputs/audit``, so a
 ``train-local`` run's files are never overwritten), and exits 3 when ε_lower > ε: the audit then
 proves, at the stated confidence, that the training leaks more than its ε says.
@@ -10,6 +13,9 @@ proves, at the stated confidence, that the training leaks more than its ε says.
 from __future__ import annotations
 
 import argparse
+
+MODES = ("local", "simulation")
+"""Audit modes: one site's training observed step by step, or a federation's aggregates."""
 
 EXIT_VIOLATION = 3
 """Exit status of an audit that found a privacy violation (2 stays "bad input")."""
@@ -24,7 +30,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not any(o.split("=", 1)[0].lstrip("+") == "out" for o in overrides):
         overrides.append("out=outputs/audit")
     cfg = load_config(overrides)
-    metrics = run_audit(cfg, kind=args.kind, canaries=args.canaries, beta=1.0 - args.confidence)
+    metrics = run_audit(
+        cfg, kind=args.kind, canaries=args.canaries, beta=1.0 - args.confidence, mode=args.mode
+    )
     audit = metrics["audit"]
     print(
         f"audit ({metrics['kind']}, task={metrics['task']}): "
@@ -60,6 +68,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     text = "empirical privacy audit with canaries: ε_lower beside the accountant's ε"
     p = sub.add_parser("audit", help=text, description=text)
     p.add_argument("--kind", choices=["white-box", "black-box"], default="white-box")
+    p.add_argument(
+        "--mode",
+        choices=list(MODES),
+        default="local",
+        help="local: one site, every noisy step observed; simulation: sim.num_sites sites, the "
+        "server sees each round's SecAgg aggregate (local or distributed noise)",
+    )
     p.add_argument("--canaries", type=int, default=1000, help="m, each included w.p. 1/2")
     p.add_argument("--confidence", type=float, default=0.95, help="1 - β of the lower bound")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, key=value")

@@ -70,6 +70,15 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
             f"q = {metrics['sample_rate']:.4f}, "
             f"{metrics['steps']} steps, sensitivity {metrics['sensitivity']:g}C",
             f"- privacy unit: {metrics.get('privacy_unit', 'image')} (ε and ε_lower are per unit)",
+            *(
+                [
+                    f"- adversary: the server's view of each round's SecAgg aggregate "
+                    f"({metrics['sites']} sites, {metrics['rounds']} rounds, canaries at site "
+                    f"{metrics['canary_site']}; ε is that site's ledger's)"
+                ]
+                if metrics.get("mode") == "simulation"
+                else []
+            ),
             f"- sensitivity probe: one real {metrics.get('privacy_unit', 'image')} changed its "
             "unit's clipped gradient by up to "
             f"{metrics['measured_sensitivity']:.3f}C (declared {metrics['sensitivity']:g}C"
@@ -101,8 +110,43 @@ def log_tensorboard(metrics: dict[str, Any], out: Path) -> None:
     writer.close()
 
 
-def run_audit(cfg: RootConfig, *, kind: str, canaries: int, beta: float) -> dict[str, Any]:
-    """Audit one site's training; write ``metrics.json`` and ``audit.md`` under ``cfg.out``."""
+def _audit(
+    cfg: RootConfig, *, kind: str, canaries: int, beta: float, mode: str, run_id: str
+) -> AuditResult:
+    """Run the audit ``mode`` asks for (the site's state under ``out`` in simulation mode)."""
+    if mode == "simulation":
+        from ssl_fed.audit.simulation import audit_simulation
+
+        out = Path(cfg.out)
+        return audit_simulation(
+            cfg, kind=kind, canaries=canaries, beta=beta, out=out, run_id=run_id
+        )
+    if mode != "local":
+        raise ConfigError(f"unknown audit mode {mode!r}; valid: local, simulation")
+    if cfg.privacy.noise == "distributed":
+        raise ConfigError(
+            "privacy.noise=distributed adds its noise in the SecAgg sum of several sites; audit "
+            "it with --mode simulation"
+        )
+    splits = load_splits(cfg.data)
+    model = build_model(cfg.encoder, splits.train.channels)
+    load_init(model, cfg.init)
+    task = build_task(
+        model, cfg.task, cfg.data.augment, splits.train.image_size, splits.train.channels
+    )
+    ledger = site_ledger(cfg)
+    return AUDITS[kind](
+        task, splits.train, cfg, ledger=ledger, run_id=run_id, canaries=canaries, beta=beta
+    )
+
+
+def run_audit(
+    cfg: RootConfig, *, kind: str, canaries: int, beta: float, mode: str = "local"
+) -> dict[str, Any]:
+    """Audit one site's training (or, ``mode="simulation"``, a federation's aggregates).
+
+    Writes ``metrics.json`` and ``audit.md`` under ``cfg.out``.
+    """
     if kind not in AUDITS:
         raise ConfigError(f"unknown audit kind {kind!r}; valid: {sorted(AUDITS)}")
     if canaries < 10:
@@ -111,21 +155,15 @@ def run_audit(cfg: RootConfig, *, kind: str, canaries: int, beta: float) -> dict
         raise ConfigError(f"--confidence must lie in (0, 1); got {1.0 - beta}")
     if not cfg.privacy.enabled:
         raise ConfigError("the audit tests a DP training: use privacy=dpsgd (not privacy=off)")
-    splits = load_splits(cfg.data)
-    model = build_model(cfg.encoder, splits.train.channels)
-    load_init(model, cfg.init)
-    task = build_task(
-        model, cfg.task, cfg.data.augment, splits.train.image_size, splits.train.channels
-    )
-    ledger = site_ledger(cfg)
     run_id = cfg.run_id or f"audit-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    start = time.time()
-    result = AUDITS[kind](
-        task, splits.train, cfg, ledger=ledger, run_id=run_id, canaries=canaries, beta=beta
-    )
-    metrics = audit_metrics(result, cfg, run_id)
-    metrics["wall_time_s"] = round(time.time() - start, 2)
     out = Path(cfg.out)
+    start = time.time()
+    result = _audit(cfg, kind=kind, canaries=canaries, beta=beta, mode=mode, run_id=run_id)
+    metrics = audit_metrics(result, cfg, run_id)
+    metrics["mode"] = mode
+    if mode == "simulation":
+        metrics |= {"sites": cfg.sim.num_sites, "rounds": cfg.sim.rounds, "canary_site": 0}
+    metrics["wall_time_s"] = round(time.time() - start, 2)
     write_atomic(out / "audit.md", audit_markdown(metrics).encode())
     write_atomic(out / "metrics.json", json.dumps(metrics, indent=2).encode())
     log_tensorboard(metrics, out)

@@ -121,6 +121,7 @@ class SkellamEngine(DPSGDEngine):
             seed=seed,
             columns=column_index(task, pub.layout),
             losses=losses,
+            extra=self.extra_units,
         )
 
     def describe(self, plan: UnitPlan) -> dict[str, Any]:

@@ -219,7 +219,7 @@ class DPSGDEngine(PrivacyEngine):
             steps=steps,
             sensitivity=sensitivity,
         )
-        return DPSGDStep(
+        step = DPSGDStep(
             task,
             optimizer,
             noise_multiplier=sigma,
@@ -229,6 +229,8 @@ class DPSGDEngine(PrivacyEngine):
             chunk_size=self.cfg.train.vmap_chunk_size,
             method=pr.grad_method,
         )
+        step.extra_units = self.extra_units
+        return step
 
     def epsilon(self) -> float:
         """ε of the ledger's whole history."""

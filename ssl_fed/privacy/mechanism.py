@@ -35,6 +35,10 @@ class PrivacyEngine(ABC):
     name: ClassVar[str]
     secret_randomness: ClassVar[bool]
     """Whether the per-image streams must be keyed from OS entropy (never from ``train.seed``)."""
+    extra_units: Callable[[], dict[str, torch.Tensor]] | None = None
+    """The audit's seam (:mod:`ssl_fed.audit.simulation`): extra gradient rows (white-box
+    canaries) that every step of this training adds as units, clipped and noised like them;
+    ``None`` in training. It never changes σ, q, the sensitivity or the ledger entry."""
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -133,8 +134,12 @@ def train_site_round(
     run_id: str,
     round: int,
     policy: SitePolicy | None = None,
+    audit: Callable[[PrivacyEngine], None] | None = None,
 ) -> SiteRound:
     """Train one round from the received global weights (and the site's kept ``heads``).
+
+    ``audit`` is the privacy audit's seam (:mod:`ssl_fed.audit.simulation`): called with the
+    round's engine before training, it adds canary units; ``None`` in training.
 
     Under DP the engine draws Poisson sampling and noise from OS entropy (never from the public
     ``train.seed``), so an observer cannot regenerate the noise. After training, the drift
@@ -149,6 +154,8 @@ def train_site_round(
 
         data = drifted_dataset(cfg, info.label, data, round)
     engine = site_engine(cfg, info, data, run_id)
+    if audit is not None:
+        audit(engine)
     if engine.already_charged(round):
         raise RuntimeError(f"round {round} of run {run_id} was already charged here")
     if isinstance(engine, SkellamEngine):

@@ -19,7 +19,10 @@ computed or sent. σ and the codec parameters are public and must be identical a
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 from ssl_fed.data.dataset import ImageDataset
@@ -57,13 +60,16 @@ def contribute(
     seed: int,
     columns: NDArray[np.int64] | None = None,
     losses: dict[str, float] | None = None,
+    extra: Callable[[], dict[str, torch.Tensor]] | None = None,
 ) -> NDArray[np.int64]:
     """Charge the round, then return the site's noisy integer vector (length ``d'``).
 
     ``columns`` selects the encoded coordinates of every clipped row (the federated trained
     parameters, :func:`ssl_fed.train.fedsgd_public.column_index`); dropping coordinates after
     clipping only lowers a row's norm, so the clip bound still holds. ``losses`` receives the
-    sample's mean loss terms (site-local, never sent).
+    sample's mean loss terms (site-local, never sent). ``extra``: the audit's canary rows
+    (:attr:`~ssl_fed.privacy.mechanism.PrivacyEngine.extra_units`), clipped and encoded like
+    every unit; ``None`` in training.
     """
     ledger.charge(
         run_id=run_id,
@@ -76,9 +82,21 @@ def contribute(
     )
     views, mask = sample_units(task, data, units, streams, step=0, sample_rate=sample_rate)
     rows = clipped_rows(task, views, mask, params.clip, losses=losses)
+    if extra is not None:
+        rows = np.concatenate([rows, _clip_extra(task, extra(), params.clip)])
     if columns is not None:
         rows = rows[:, columns]
     return codec.encode_units(rows, params, seed)
+
+
+def _clip_extra(
+    task: PretextTask, rows: dict[str, torch.Tensor], clip: float
+) -> NDArray[np.float64]:
+    """Flatten extra gradient rows in the trained parameters' order and clip each to ``clip``."""
+    names = [n for n, _ in task.trainable_named_parameters()]
+    flat = torch.cat([rows[n].reshape(rows[n].shape[0], -1) for n in names], dim=1).double()
+    flat = flat * torch.clamp(clip / (flat.norm(dim=1, keepdim=True) + 1e-12), max=1.0)
+    return np.asarray(flat.numpy(), dtype=np.float64)
 
 
 def round_metrics(params: DDPParams, survivors: int) -> dict[str, float]:

@@ -21,7 +21,7 @@ def test_too_few_canaries_are_refused(tmp_path, capsys):
 
 
 def fake_run_audit(lower):
-    def run(cfg, *, kind, canaries, beta):
+    def run(cfg, *, kind, canaries, beta, mode="local"):
         metrics = {
             "kind": kind,
             "task": cfg.task.name,
@@ -54,3 +54,29 @@ def test_a_consistent_audit_exits_zero(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(report, "run_audit", fake_run_audit(0.4))
     assert main(["audit", f"out={tmp_path}"]) == 0
     assert "ε_lower=0.400" in capsys.readouterr().out
+
+
+def test_distributed_noise_is_audited_in_simulation_mode_only(tmp_path, capsys):
+    # Execute: a one-site audit of a distributed-noise configuration
+    code = main(["audit", "privacy.noise=distributed", "data.public_size=256", f"out={tmp_path}"])
+
+    # Assert: refused with the fix, nothing written
+    assert code == 2 and "--mode simulation" in capsys.readouterr().err
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_simulation_mode_reaches_the_simulation_audit(tmp_path, capsys, monkeypatch):
+    # Prepare: record the mode the CLI hands to the audit
+    seen = {}
+
+    def run(cfg, *, kind, canaries, beta, mode="local"):
+        seen["mode"] = mode
+        return fake_run_audit(0.1)(cfg, kind=kind, canaries=canaries, beta=beta)
+
+    monkeypatch.setattr(report, "run_audit", run)
+
+    # Execute
+    code = main(["audit", "--mode", "simulation", f"out={tmp_path}"])
+
+    # Assert
+    assert code == 0 and seen == {"mode": "simulation"}
