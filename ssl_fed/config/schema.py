@@ -101,7 +101,8 @@ class PrivacyConfig:
     ``noise_multiplier`` is set. ``epsilon_budget``: the site's lifetime budget (``None`` =
     ``target_epsilon``). ``trainable``: name prefixes to train (e.g. ``[encoder.block3]``; empty =
     all). ``key_dir``: ledger secret and anchor, outside ``state_dir`` (``None`` =
-    ``<state_dir>.keys``). ``grad_method``: ``vmap`` (torch.func) or ``hooks`` (one pass).
+    ``<state_dir>.keys``). ``grad_method``: ``vmap`` (torch.func), ``hooks`` (one pass) or
+    ``ghost`` (ghost-norm clipping, no per-unit gradients; :mod:`ssl_fed.privacy.ghost`).
     ``unit``: ``image`` or ``person`` (one person, at most ``max_images_per_person`` images per
     step, is the privacy unit; ε is then per person). ``max_noise_multiplier``: public σ
     ceiling; a run whose calibrated σ would exceed it (too little budget left to learn anything)
