@@ -13,8 +13,8 @@ from ssl_fed.privacy.ghost import GhostUnsupported, ghost_clipped_sum, ghost_uns
 from ssl_fed.privacy.grads import per_unit_gradients
 from ssl_fed.tasks import TASKS
 from ssl_fed.tasks.units import form_person_units, gather_units, plan_units
-from tests.helpers import tiny_task, views_for
-from tests.privacy.sensitivity_audit import released_sums
+from tests.helpers import images, tiny_task, views_for
+from tests.privacy.sensitivity_audit import audit_config, released_sums
 
 GROUPS = (torch.tensor([[0, 3, 5], [1, 0, 0], [2, 4, 6]]), [[1, 1, 1], [1, 0, 0], [1, 1, 1]])
 """Three padded units of 7 images: multi-row units, and a padded slot that must count for 0."""
@@ -216,9 +216,6 @@ def test_a_layer_run_twice_falls_back_to_vmap_and_still_takes_the_reference_step
 
 def test_the_training_path_releases_the_same_clipped_sums_as_vmap(monkeypatch, tmp_path):
     # Prepare: train_local itself (Poisson sampling at q = 1, groups, multiplicity 2), lr 0
-    from tests.privacy.sensitivity_audit import audit_config
-    from tests.helpers import images
-
     sums = {}
     for method in ("ghost", "vmap"):
         cfg = audit_config("joint", 16, public_size=12, c=1e-2, multiplicity=2, method=method)
