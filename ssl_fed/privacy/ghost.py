@@ -121,7 +121,8 @@ def _conv2d(
         else:
             parts.append(_direct({"weight": _conv_per_unit(layer, a, b, units)}))
     if "bias" in want:
-        parts.append(_direct({"bias": b.reshape(units, rows // units, p, -1).sum((1, 3))}))
+        per_row = b.reshape(rows, p, -1).sum(-1)
+        parts.append(_direct({"bias": per_row.reshape(units, -1, p).sum(1)}))
     return _join(parts)
 
 
@@ -173,13 +174,15 @@ def _group_norm(
     layer: nn.Module, a: torch.Tensor, b: torch.Tensor, units: int, want: set[str]
 ) -> tuple[torch.Tensor, Clip]:
     assert isinstance(layer, nn.GroupNorm)
-    shape = (units, -1, a.shape[1], a.shape[2:].numel())
+    rows, channels = a.shape[0], a.shape[1]
     per_unit: Tensors = {}
     if "weight" in want:
         normalized = F.group_norm(a, layer.num_groups, eps=layer.eps)
-        per_unit["weight"] = (b * normalized).reshape(shape).sum((1, 3))
+        per_row = (b * normalized).reshape(rows, channels, -1).sum(-1)
+        per_unit["weight"] = per_row.reshape(units, -1, channels).sum(1)
     if "bias" in want:
-        per_unit["bias"] = b.reshape(shape).sum((1, 3))
+        per_row = b.reshape(rows, channels, -1).sum(-1)
+        per_unit["bias"] = per_row.reshape(units, -1, channels).sum(1)
     return _direct(per_unit)
 
 
