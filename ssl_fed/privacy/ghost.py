@@ -16,9 +16,8 @@ from one forward and one backward that stops at each layer's output (no weight g
   per-unit gradient (cost ``T·d·p``). For small images the early convolutions (many positions,
   few channels) go direct and the heads go ghost. GroupNorm affine parameters and biases are
   ``p`` numbers per unit and always go direct.
-* Book-keeping (Bu et al., §4): the clipped sum reuses the stored inputs and output gradients,
-  ``Σ_r f_{u(r)} g_r a_rᵀ`` with ``f_u = min(1, C / (‖g_u‖ + 1e-6))`` (Opacus' own factor), one
-  matmul per layer and no second backward; a direct layer sums its stored per-unit gradients.
+* Book-keeping (Bu et al., §4): the clipped sum is ``Σ_r f_{u(r)} g_r a_rᵀ``, ``f_u = min(1,
+  C/(‖g_u‖+1e-6))`` (Opacus' factor), from the stored tensors: no second backward.
 
 Notes
 -----
@@ -46,6 +45,8 @@ from ssl_fed.tasks.base import PretextTask
 Tensors = dict[str, torch.Tensor]
 Clip = Callable[[torch.Tensor], Tensors]
 """Maps per-unit clip factors ``[G]`` to a layer's clipped sums ``{param: tensor}``."""
+ROWS_PER_CALL = 8
+"""Units of at least this many rows get one convolution-gradient call each (measured on CPU)."""
 CLIP_EPS = 1e-6
 """Opacus' ``DPOptimizer.clip_and_accumulate`` factor is ``C / (norm + 1e-6)``, clamped at 1."""
 
@@ -140,31 +141,36 @@ def _conv_ghost(
 
 
 def _conv_per_unit(layer: nn.Conv2d, a: torch.Tensor, b: torch.Tensor, units: int) -> torch.Tensor:
-    """Per-unit weight gradients ``[G, *weight.shape]`` as one convolution with G groups.
+    """Per-unit weight gradients ``[G, *weight.shape]`` on the plain step's backward kernel.
 
-    Stacking the units along channels turns "one weight gradient per unit" into the weight
-    gradient of a grouped convolution (Rochette et al., "Efficient Per-Example Gradient
-    Computations in Convolutional Neural Networks", arXiv 1912.06015), which runs on the same
-    backward kernel as the plain step instead of an unfolded matrix product.
+    Units of many rows (groups): one weight-gradient call per unit. Units of few rows (one
+    image): the units stacked along channels make one convolution with G groups (Rochette et al.,
+    "Efficient Per-Example Gradient Computations in CNNs", arXiv 1912.06015).
     """
     assert isinstance(layer.padding, tuple)
     rows, c_in, c_out = a.shape[0], a.shape[1], b.shape[1]
     per = rows // units
+    conv = (layer.stride, layer.padding, layer.dilation, False, [0, 0])
+    if per >= ROWS_PER_CALL:
+        w = layer.weight.detach()
+        grads = [
+            torch.ops.aten.convolution_backward(
+                b[u * per : (u + 1) * per],
+                a[u * per : (u + 1) * per],
+                w,
+                None,
+                *conv,
+                1,
+                [False, True, False],
+            )[1]
+            for u in range(units)
+        ]
+        return torch.stack(grads)
     x = a.reshape(units, per, c_in, *a.shape[2:]).transpose(0, 1).reshape(per, -1, *a.shape[2:])
     g = b.reshape(units, per, c_out, *b.shape[2:]).transpose(0, 1).reshape(per, -1, *b.shape[2:])
     w = layer.weight.new_empty(units * c_out, *layer.weight.shape[1:])  # shape only
     _, grad_w, _ = torch.ops.aten.convolution_backward(
-        g,
-        x,
-        w,
-        None,
-        layer.stride,
-        layer.padding,
-        layer.dilation,
-        False,
-        [0, 0],
-        units,
-        [False, True, False],
+        g, x, w, None, *conv, units, [False, True, False]
     )
     out: torch.Tensor = grad_w.reshape(units, *layer.weight.shape)
     return out
