@@ -109,9 +109,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="the main job's case only")
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--sizes", default="8,28,32", help="input sizes to run, e.g. 8,28")
     parser.add_argument("--max-batch-above-8", type=int, default=128, help="skip larger batches")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     cases = [(8, 1, 64), (8, 1, 128), (28, 1, 64), (28, 1, 128), (32, 3, 64), (32, 3, 128)]
     sizes = {int(x) for x in args.sizes.split(",")}
     cases = [c for c in cases if c[0] in sizes and (c[0] == 8 or c[2] <= args.max_batch_above_8)]
@@ -140,13 +145,14 @@ def main() -> None:
     print(f"1-min load average: {before} before, {after} after")
     body = "\n".join(
         [
-            "## DP step / plain step (`python benchmarks/dp_step.py --record`)",
+            f"## DP step / plain step (`python benchmarks/dp_step.py {' '.join(sys.argv[1:])}`)",
             "",
             f"Machine: {machine()}; 1-min load average {before} before the run, {after} after "
             "(a shared machine: the ratios, measured interleaved under the same load, are "
             "meaningful; the absolute milliseconds are not). Default encoder (cnn_gn, width 32, "
-            "~93k encoder parameters), SGD, torch's default threads. `ghost`: clipped sum from "
-            "per-unit ghost norms and book-keeping, no per-unit gradients "
+            f"~93k encoder parameters), SGD, {torch.get_num_threads()} torch thread(s). "
+            "`ghost`: clipped sum from per-unit ghost norms and book-keeping, no per-unit "
+            "gradients "
             "(`ssl_fed/privacy/ghost.py`); `hooks` (one batched pass, rows contracted per unit) "
             "and `vmap` (torch.func over units) materialize per-unit gradients for Opacus' "
             f"DPOptimizer. Median of {args.repeats} interleaved repeats of each ratio. "
@@ -156,7 +162,9 @@ def main() -> None:
         ]
     )
     if args.record:
-        update_section("dp_step", body)
+        update_section(
+            "dp_step" if args.threads is None else f"dp_step_threads{args.threads}", body
+        )
 
 
 if __name__ == "__main__":
