@@ -101,7 +101,9 @@ class PrivacyConfig:
     ``noise_multiplier`` is set. ``epsilon_budget``: the site's lifetime budget (``None`` =
     ``target_epsilon``). ``trainable``: name prefixes to train (e.g. ``[encoder.block3]``; empty =
     all). ``key_dir``: ledger secret and anchor, outside ``state_dir`` (``None`` =
-    ``<state_dir>.keys``). ``grad_method``: ``vmap`` (torch.func) or ``hooks`` (one pass).
+    ``<state_dir>.keys``). ``grad_method``: ``ghost`` (ghost-norm clipping, no per-unit
+    gradients; :mod:`ssl_fed.privacy.ghost`; the fastest in ``benchmarks/dp_step.py``), or the
+    reference methods ``vmap`` (torch.func) and ``hooks`` (one pass).
     ``unit``: ``image`` or ``person`` (one person, at most ``max_images_per_person`` images per
     step, is the privacy unit; ε is then per person). ``max_noise_multiplier``: public σ
     ceiling; a run whose calibrated σ would exceed it (too little budget left to learn anything)
@@ -115,7 +117,7 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
     noise_multiplier: float | None = None
-    grad_method: str = "vmap"
+    grad_method: str = "ghost"
     trainable: list[str] = field(default_factory=list)
     key_dir: str | None = None
     unit: str = "image"

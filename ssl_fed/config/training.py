@@ -23,10 +23,10 @@ def validate_privacy(pr: PrivacyConfig) -> None:
     require(0 < pr.delta < 1, "privacy.delta", pr.delta, "use 0 < δ < 1/n (e.g. 1e-5)")
     require_finite_positive(pr.max_grad_norm, "privacy.max_grad_norm", "use C > 0")
     require(
-        pr.grad_method in {"vmap", "hooks"},
+        pr.grad_method in {"ghost", "vmap", "hooks"},
         "privacy.grad_method",
         pr.grad_method,
-        "use vmap (torch.func over units) or hooks (one batched pass)",
+        "use ghost (ghost-norm clipping), vmap (torch.func over units) or hooks (one pass)",
     )
     require(pr.unit in {"image", "person"}, "privacy.unit", pr.unit, "image|person")
     require(pr.noise in {"local", "distributed"}, "privacy.noise", pr.noise, "local|distributed")

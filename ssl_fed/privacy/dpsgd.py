@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from collections.abc import Callable
 from typing import Protocol
 
@@ -19,6 +20,8 @@ from opacus.validators import ModuleValidator
 from opacus.validators.errors import UnsupportedModuleError
 from torch import nn
 
+from ssl_fed.privacy.ghost import GhostUnsupported, clip_rows, ghost_clipped_sum
+from ssl_fed.privacy.ghost import ghost_unsupported_reason as ghost_reason
 from ssl_fed.privacy.grads import per_unit_gradients
 from ssl_fed.privacy.unit_hooks import per_unit_gradients_hooks, supports_unit_hooks
 from ssl_fed.tasks.base import PretextTask
@@ -75,7 +78,11 @@ class DPSGDStep:
     :mod:`ssl_fed.privacy.unit_hooks`) or from ``torch.func`` over units (``method="vmap"``,
     :mod:`ssl_fed.privacy.grads`), and are handed to ``DPOptimizer`` as ``p.grad_sample``
     (Opacus' ``no_op`` contract), which clips each unit to C, sums, adds
-    N(0, (sensitivity·σ·C)²) and divides by the expected batch size.
+    N(0, (sensitivity·σ·C)²) and divides by the expected batch size. ``method="ghost"``
+    (:mod:`ssl_fed.privacy.ghost`) computes the clipped sum itself from per-unit norms (ghost
+    clipping with book-keeping) and hands it to the same optimizer's ``add_noise``, then
+    its division by the expected batch size: same factor, same generator and std. A model or batch
+    ghost does not handle falls back to ``vmap`` with a warning naming the reason.
 
     Notes
     -----
@@ -105,12 +112,17 @@ class DPSGDStep:
         chunk_size: int | None = None,
         method: str = "vmap",
     ) -> None:
-        if method not in ("hooks", "vmap"):
-            raise ValueError(f"unknown per-unit gradient method {method!r}; valid: hooks, vmap")
+        if method not in ("ghost", "hooks", "vmap"):
+            raise ValueError(
+                f"unknown per-unit gradient method {method!r}; valid: ghost, hooks, vmap"
+            )
         if method == "hooks" and not supports_unit_hooks(task):
             method = "vmap"
         self.method = method
         self.task = task
+        self.max_grad_norm = max_grad_norm
+        if method == "ghost" and (reason := ghost_reason(task)) is not None:
+            self._fall_back(reason)
         self.named = dict(task.trainable_named_parameters())
         self.optimizer = DPOptimizer(
             optimizer,
@@ -124,6 +136,11 @@ class DPSGDStep:
 
     def __call__(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
         """Take one private step and return the (unclipped) summed loss terms of the batch."""
+        if self.method == "ghost":
+            try:
+                return self._ghost_step(views, mask)
+            except GhostUnsupported as err:
+                self._fall_back(str(err))
         units = views.shape[0]
         if units == 0:
             grads = {n: torch.zeros(0, *p.shape) for n, p in self.named.items()}
@@ -139,6 +156,31 @@ class DPSGDStep:
             assert grads[name].shape[0] == units, "one gradient row per clipping unit"
             param.grad_sample = grads[name]  # type: ignore[attr-defined]
         self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return terms
+
+    def _fall_back(self, reason: str) -> None:
+        warnings.warn(f"privacy.grad_method=ghost: {reason}; using vmap", stacklevel=3)
+        self.method = "vmap"
+
+    def _ghost_step(self, views: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+        """Clipped sum by ghost norms, then Opacus' own noise, scaling and step."""
+        if views.shape[0] == 0:
+            summed = {n: torch.zeros_like(p) for n, p in self.named.items()}
+            terms = {name: 0.0 for name in self.task.term_names()}
+        else:
+            summed, unit_terms, _ = ghost_clipped_sum(self.task, views, mask, self.max_grad_norm)
+            terms = {k: float(v.sum()) for k, v in unit_terms.items()}
+        if self.extra_units is not None:
+            extra, _ = clip_rows(self.extra_units(), self.max_grad_norm)
+            summed = {n: s + extra[n].to(s.dtype) for n, s in summed.items()}
+        for name, param in self.named.items():
+            param.summed_grad = summed[name]  # type: ignore[attr-defined]
+        self.optimizer.add_noise()
+        for param in self.optimizer.params:  # scale_grad's "mean" with one iteration
+            assert param.grad is not None
+            param.grad /= self.optimizer.expected_batch_size
+        self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return terms
 
