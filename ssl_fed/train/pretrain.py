@@ -17,7 +17,7 @@ Settings that work on digits (family, task, temperature and lr chosen on a valid
 the training part, epochs and batch for issue 15 on the probe below; see
 ``benchmarks/RESULTS.md``): ``family="strokes"``, 8,000 images, ``task.name=contrastive``,
 ``task.negatives=batch``, temperature 0.2, batch 128 (the schema's), Adam lr 2e-3, 10 epochs
-(625 steps). The cost is one forward/backward per image view, so it grows with epochs x images,
+(630 steps). The cost is one forward/backward per image view, so it grows with epochs x images,
 not with steps: issue 15 moved from 40 epochs of batch 512 (640 steps) to 10 epochs of batch
 128, 25% of the compute in as many, smaller steps. On ``benchmarks/warm_start_synthetic.py``'s
 frozen probe (digits' held-out 30%, 5 label draws; one seed each, same session) k=10 stayed at
