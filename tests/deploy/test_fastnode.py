@@ -144,7 +144,7 @@ def test_backoff_grid_forwards_and_collects_every_reply(monkeypatch: pytest.Monk
     from ssl_fed.fed.backoff_grid import BackoffGrid
 
     slept: list[float] = []
-    fake_time = types.SimpleNamespace(monotonic=time.monotonic, sleep=slept.append)
+    fake_time = types.SimpleNamespace(monotonic=lambda: 0.0, sleep=slept.append)  # frozen clock
     monkeypatch.setattr(secagg_driver, "time", fake_time)
 
     class Reply:
@@ -173,7 +173,7 @@ def test_backoff_grid_forwards_and_collects_every_reply(monkeypatch: pytest.Monk
     replies = list(grid.send_and_receive(["a", "b"], timeout=None))  # type: ignore[list-item]
 
     # Assert: both replies, three pulls, two short waits (10% of the time waited, at least 5 ms,
-    # at most 100 ms; no real time passes here, so both are the 5 ms floor), not Flower's 3 s
+    # at most 100 ms; the clock is frozen, so both are the 5 ms floor), not Flower's 3 s
     assert sorted(r.metadata.reply_to_message_id for r in replies) == ["id-a", "id-b"]
     assert inner.pulls == 3
     assert slept == [0.005, 0.005]
