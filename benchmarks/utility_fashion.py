@@ -96,7 +96,10 @@ def warm_start(out: Path, base: list[str], profile: dict[str, int]) -> tuple[Pat
     warm = out / "warm-start"
     start = time.time()
     if not (warm / "card.json").exists():
-        pcfg = load_config([*base, "train.progress=false"], config_name="pretrain")
+        # batch 512: what the recorded tables used (configs/pretrain.yaml set it until 2026-12-02)
+        pcfg = load_config(
+            [*base, "train.progress=false", "train.batch_size=512"], config_name="pretrain"
+        )
         model, card = pretrain_synthetic(
             pcfg,
             family=pcfg.pretrain.family,
