@@ -375,7 +375,7 @@ def main() -> None:
             *timeline_rows,
             "",
             "What the deployment does against Flower 1.42's fixed costs (docs/deployment.md): "
-            "the SuperNode runs through `ssl_fed/deploy/fastnode.py` (Flower's own "
+            "the SuperNode runs through `ssl_fed/fed/fastnode.py` (Flower's own "
             "`flower-supernode`, its fixed 3 s idle poll and 0.5 s reply check replaced by a "
             "50 ms back-off, capped at 0.25 s within 30 s of a message and at Flower's 3 s "
             "after); SuperExec polls for tasks every 0.2 s (`FLWR_SUPEREXEC_TASK_POLL_INTERVAL`, "

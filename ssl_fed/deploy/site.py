@@ -5,7 +5,7 @@ anything connects, so a site with a broken folder fails at its own console (exit
 naming the file) instead of failing inside a federated round. Then the warm worker
 (:mod:`ssl_fed.deploy.worker`) imports the training stack once, the ClientApp zygote
 (:mod:`ssl_fed.deploy.zygote`) imports the ClientApp stack once, and ``flower-supernode`` starts
-as a child (through :mod:`ssl_fed.deploy.fastnode`: a back-off idle poll) with TLS, the site's
+as a child (through :mod:`ssl_fed.fed.fastnode`: a back-off idle poll) with TLS, the site's
 node-authentication key and the node config the ClientApp reads:
 ``data-path``, ``data-format``, ``state-dir`` (the privacy ledger), ``epsilon-budget`` (the site's
 own lifetime ε, enforced by its ledger whatever the server's run config says) and
@@ -131,13 +131,13 @@ def node_config_string(cfg: dict[str, str | int | float | bool]) -> str:
 def supernode_command(opts: SiteOptions, policy: SitePolicy) -> list[str]:
     """Build the SuperNode command line: TLS, node auth, the node config.
 
-    It runs Flower's ``flower-supernode`` through :mod:`ssl_fed.deploy.fastnode` (same arguments;
+    It runs Flower's ``flower-supernode`` through :mod:`ssl_fed.fed.fastnode` (same arguments;
     a back-off idle poll instead of the fixed 3 s one).
     """
     return [
         sys.executable,
         "-m",
-        "ssl_fed.deploy.fastnode",
+        "ssl_fed.fed.fastnode",
         "--superlink",
         opts.superlink,
         "--root-certificates",

@@ -1,4 +1,4 @@
-"""The SuperNode launcher's back-off idle poll (ssl_fed.deploy.fastnode) and the back-off grid."""
+"""The SuperNode launcher's back-off idle poll (ssl_fed.fed.fastnode) and the back-off grid."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ssl_fed.deploy.fastnode import LOOP_MODULE, IdlePoll, LoopClock, loop_matches, patch_loop
 from ssl_fed.deploy.site import SUPEREXEC_POLL_ENV, supernode_env
+from ssl_fed.fed.fastnode import LOOP_MODULE, IdlePoll, LoopClock, loop_matches, patch_loop
 
 # A stand-in with the same calls as flwr 1.42's loop: pull; nothing -> sleep(3); else push,
 # whose reply check sleeps 0.5 while the reply is not ready.

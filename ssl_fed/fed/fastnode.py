@@ -138,7 +138,7 @@ def patch_loop(module: types.ModuleType, poll: IdlePoll) -> bool:
 
 
 def main() -> int:
-    """Entry point: ``python -m ssl_fed.deploy.fastnode <flower-supernode arguments>``."""
+    """Entry point: ``python -m ssl_fed.fed.fastnode <flower-supernode arguments>``."""
     import importlib
 
     from flwr.supernode.cli.flower_supernode import flower_supernode
