@@ -30,14 +30,14 @@ as the SuperNode's ``Context.state`` they replace (lost on restart).
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 import threading
 import traceback
 from dataclasses import dataclass
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ssl_fed.deploy.local_socket import owner_only_listener
 
 if TYPE_CHECKING:  # the ClientApp imports this module for call_worker: keep torch out of it
     from ssl_fed.privacy.policy import Refusal, SitePolicy
@@ -146,18 +146,7 @@ class SiteWorker:
 def serve(worker: SiteWorker, state_dir: str | Path) -> threading.Thread:
     """Listen on the site's socket in a daemon thread; one request per connection, in order."""
     sock, key_path = worker_paths(state_dir)
-    sock.parent.mkdir(parents=True, exist_ok=True)
-    sock.unlink(missing_ok=True)
-    key_path.unlink(missing_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    old_umask = os.umask(0o177)
-    try:
-        listener = Listener(str(sock), family="AF_UNIX", authkey=key)
-    finally:
-        os.umask(old_umask)
+    listener = owner_only_listener(sock, key_path)
 
     def loop() -> None:
         while True:

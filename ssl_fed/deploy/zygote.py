@@ -164,22 +164,12 @@ def serve(
 ) -> None:
     """Preload, then fork one keeper per launcher connection (never returns)."""
     import importlib
-    import secrets
-    from multiprocessing.connection import Listener
+
+    from ssl_fed.deploy.local_socket import owner_only_listener
 
     for name in preload:
         importlib.import_module(name)
-    sock, key_path = zygote_paths(folder)
-    sock.unlink(missing_ok=True)
-    key_path.unlink(missing_ok=True)
-    key = secrets.token_bytes(32)
-    with os.fdopen(os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
-        fh.write(key)
-    old_umask = os.umask(0o177)
-    try:
-        listener = Listener(str(sock), family="AF_UNIX", authkey=key)
-    finally:
-        os.umask(old_umask)
+    listener = owner_only_listener(*zygote_paths(folder))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
     if os.getpgid(0) == os.getpid():  # our own group (site start): take running tasks along
         signal.signal(signal.SIGTERM, _stop_group)
