@@ -195,8 +195,9 @@ def cmd_server_start(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Submit the app to the SuperLink and stream its logs (``flwr run``).
 
-    Exit code: flwr's own on its failure; 2 when the run completed no round
-    (:mod:`ssl_fed.deploy.run_outcome`); 0 otherwise. ``--detach`` returns once submitted.
+    Exit code: flwr's own on its failure; 2 when the run completed no round, 3 when its log
+    lacks the completion line, 0 when it has it (:mod:`ssl_fed.deploy.run_outcome`).
+    ``--detach`` returns once submitted.
     """
     import tempfile
 

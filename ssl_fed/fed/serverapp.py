@@ -20,6 +20,7 @@ from flwr.serverapp import Grid, ServerApp
 from ssl_fed.config import ConfigError, RootConfig
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.aggregators import build_aggregator
+from ssl_fed.fed.progress import emit
 from ssl_fed.fed.rounds import SiteRounds
 from ssl_fed.fed.runconfig import from_run_config
 from ssl_fed.fed.tracking import RunTracker, load_checkpoint
@@ -83,12 +84,17 @@ def make_server_app(cfg: RootConfig | None = None, *, pooled: bool = False) -> S
     def main(grid: Grid, context: Context) -> None:
         run_cfg = cfg if cfg is not None else from_run_config(dict(context.run_config))
         run_server(grid, context, run_cfg, pooled=pooled and cfg is not None)
-        if cfg is None:  # deployed: a run that changed nothing fails (`ssl-fed run` exits 2)
+        if cfg is None:  # deployed: `ssl-fed run` exits 0 only on the completion line
             import json
 
+            from ssl_fed.deploy.run_outcome import completion_line
             from ssl_fed.fed.simulation import check_some_round_completed
 
             path = Path(run_cfg.out) / "metrics.json"
-            check_some_round_completed(json.loads(path.read_text()), path, "the run")
+            metrics = json.loads(path.read_text())
+            check_some_round_completed(metrics, path, "the run")  # raises: exit 2
+            history = metrics.get("history", [])
+            done = sum(1 for h in history if h.get("completed") and not h.get("skipped"))
+            emit(completion_line(done, run_cfg.sim.rounds, str(path)))
 
     return app
