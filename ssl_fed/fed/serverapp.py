@@ -23,7 +23,7 @@ from ssl_fed.fed.aggregators import build_aggregator
 from ssl_fed.fed.progress import emit
 from ssl_fed.fed.rounds import SiteRounds
 from ssl_fed.fed.runconfig import from_run_config
-from ssl_fed.fed.tracking import RunTracker, load_checkpoint
+from ssl_fed.fed.tracking import CHECKPOINT, RunTracker, load_checkpoint
 from ssl_fed.models import build_model
 from ssl_fed.train.job import init_summary, load_init
 
@@ -49,7 +49,9 @@ def run_server(grid: Grid, context: Context, cfg: RootConfig, *, pooled: bool = 
     done = int(ckpt["round"]) if ckpt else 0
     history = list(ckpt["history"]) if ckpt else []
     aggregator = build_aggregator(cfg)  # a resume it cannot continue fails before any write
-    aggregator.restore_server_state(ckpt.get("server_state") if ckpt else None)
+    ckpt_file = Path(cfg.out) / CHECKPOINT if ckpt else None  # None: no checkpoint at all
+    state = ckpt.get("server_state") if ckpt else None  # None in a checkpoint: an older run's
+    aggregator.restore_server_state(state, checkpoint=ckpt_file)
     tracker = RunTracker(tracker_cfg, run_id, history, pooled=pooled)
     model = tracker.model
     specs = fa.array_specs(model, cfg.aggregation.share_heads)

@@ -133,3 +133,57 @@ def test_the_run_checkpoint_holds_the_server_state_and_a_resumed_aggregator_cont
     assert resumed.optimizer is not None and resumed.optimizer.t == 1
     assert np.array_equal(resumed.optimizer.m, live.optimizer.m)
     assert np.array_equal(resumed.optimizer.v, live.optimizer.v)
+
+
+def test_a_checkpoint_without_server_state_resumes_afresh_with_one_warning(caplog):
+    # Prepare: a checkpoint file written before the server optimizer state was saved
+    cfg = load_config(DDP)
+    old = Path("runs/old/checkpoints/last.pt")
+    agg, new = DistributedSecAggAggregator(cfg), DistributedSecAggAggregator(cfg)
+
+    # Execute
+    with caplog.at_level("WARNING"):
+        agg.restore_server_state(None, checkpoint=old)
+        warned = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        new.restore_server_state(None)  # no checkpoint at all: a new run, nothing to say
+    agg._public(fake_rounds(cfg))
+
+    # Assert: one line naming the file, the fresh state and the unaffected accounting
+    assert len(warned) == 1
+    assert str(old) in warned[0]
+    assert "starts train.optimizer=adam afresh (zero moments, step 0)" in warned[0]
+    assert "privacy accounting is unaffected" in warned[0]
+    assert caplog.records == []
+    assert agg.optimizer is not None and agg.optimizer.t == 0
+
+
+class _Restored(Exception):
+    """Stops run_server right after it handed the aggregator its checkpoint."""
+
+
+class _RecordingAggregator:
+    def restore_server_state(self, state, *, checkpoint=None):
+        raise _Restored(state, checkpoint)
+
+
+@pytest.mark.parametrize("with_checkpoint", [True, False])
+def test_run_server_tells_the_aggregator_which_checkpoint_had_no_state(
+    tmp_path: Path, monkeypatch, with_checkpoint
+):
+    # Prepare: an out= with an old-style checkpoint (no server_state key), or with none
+    from ssl_fed.fed import serverapp
+
+    cfg = load_config([*DDP, f"out={tmp_path}", f"resume={str(with_checkpoint).lower()}"])
+    ckpt = tmp_path / "checkpoints" / "last.pt"
+    if with_checkpoint:
+        ckpt.parent.mkdir()
+        torch.save({"run_id": "r", "round": 1, "history": [], "arrays": []}, ckpt)
+    monkeypatch.setattr(serverapp, "build_aggregator", lambda cfg: _RecordingAggregator())
+
+    # Execute
+    with pytest.raises(_Restored) as got:
+        serverapp.run_server(None, None, cfg)
+
+    # Assert: no state either way; the file is named only when it exists
+    assert got.value.args == (None, ckpt if with_checkpoint else None)

@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from ssl_fed.config import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from flwr.app import Context, RecordDict
     from flwr.clientapp.typing import Mod
     from flwr.serverapp import Grid
@@ -80,8 +82,14 @@ class Aggregator(ABC):
         """State the checkpoint must hold to resume this aggregator exactly (none by default)."""
         return None
 
-    def restore_server_state(self, state: dict[str, Any] | None) -> None:
-        """Continue from a checkpointed :meth:`server_state` (``None``: nothing to continue)."""
+    def restore_server_state(
+        self, state: dict[str, Any] | None, *, checkpoint: Path | None = None
+    ) -> None:
+        """Continue from a checkpointed :meth:`server_state` (``None``: nothing to continue).
+
+        ``checkpoint`` is the file ``state`` came from, ``None`` when there is no checkpoint (a
+        new run): ``state=None`` with a ``checkpoint`` is a checkpoint that holds no state.
+        """
         return
 
     def client_mods(self, identity_of: IdentityOf | None = None) -> list[Mod]:

@@ -30,6 +30,7 @@ depends on it.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ from ssl_fed.fed.aggregators.base import register_noise_variant
 from ssl_fed.fed.aggregators.secagg import SecAggAggregator
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from flwr.app import RecordDict
     from flwr.serverapp import Grid
 
@@ -50,6 +53,8 @@ if TYPE_CHECKING:
     from ssl_fed.fed.rounds import RoundRecord, SiteRounds
     from ssl_fed.train.fedsgd_public import PublicRound
     from ssl_fed.train.server_opt import FlatServerOptimizer
+
+log = logging.getLogger("ssl_fed.server")
 
 
 def infer_channels(cfg: RootConfig, specs: list[fa.ArraySpec]) -> int:
@@ -101,13 +106,27 @@ class DistributedSecAggAggregator(SecAggAggregator):
             return 0.0
         return pub.plan.ddp.gamma * math.sqrt(pub.plan.ddp.padded)
 
-    def restore_server_state(self, state: dict[str, Any] | None) -> None:
+    def restore_server_state(
+        self, state: dict[str, Any] | None, *, checkpoint: Path | None = None
+    ) -> None:
         """Continue the checkpointed server optimizer (loaded when the model size is known).
+
+        A ``checkpoint`` without state (written before ssl-fed checkpointed the server
+        optimizer, or before its first step) resumes with a fresh optimizer, and says so in one
+        warning naming the file; the privacy accounting is unaffected (module Notes).
 
         Raises :class:`~ssl_fed.config.ConfigError` when ``train.optimizer`` or ``train.lr``
         differ from the checkpointed run's (the moments of one are meaningless for the other).
         """
         if state is None:
+            if checkpoint is not None:
+                log.warning(
+                    "%s holds no server optimizer state (written before ssl-fed saved it, or "
+                    "before the first server step): the resumed run starts train.optimizer=%s "
+                    "afresh (zero moments, step 0); the privacy accounting is unaffected",
+                    checkpoint,
+                    self.cfg.train.optimizer,
+                )
             return
         opt, t = state.get("server_optimizer", {}), self.cfg.train
         if opt.get("kind") != t.optimizer or opt.get("lr") != t.lr:
