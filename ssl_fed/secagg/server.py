@@ -29,9 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ssl_fed.secagg import keys
-from ssl_fed.secagg.modular import check_modular_sum, modular_values
+from ssl_fed.secagg.checked import checked_result
 from ssl_fed.secagg.params import SecAggConfig, resolve_round
-from ssl_fed.secagg.quantize import check_sum, decode_mean, quantization_bound
 from ssl_fed.secagg.result import AggregateResult, Skipped
 from ssl_fed.secagg.setup import ArraySpec, RoundSetup
 from ssl_fed.secagg.unmask import rebuild_secret, unmasked_sum
@@ -272,9 +271,8 @@ class SecAggServer:
     def finish(self) -> AggregateResult | Skipped:
         """Rebuild the secrets, strip all masks from the survivors' sum, check it, decode.
 
-        A sum that fails :func:`~ssl_fed.secagg.quantize.check_sum` (a coordinate of the mean
-        outside ``[-c, c]``, a total weight other than the survivors', an impossible clip count)
-        or decodes to a non-finite value ends the round as ``Skipped(stage="check")``.
+        A sum that fails the checks of :func:`ssl_fed.secagg.checked.checked_result` ends the
+        round as ``Skipped(stage="check")``.
         """
         s, alive = self.setup, sorted(self.masked)
         t0 = time.perf_counter()
@@ -287,38 +285,7 @@ class SecAggServer:
         total = unmasked_sum(s, masked, *secrets, self.forwarded, public_s)
         self._add_time("server.shamir", t1 - t0)
         self._add_time("server.mask", time.perf_counter() - t1)
-        if s.shape.modular_bits:
-            return self._finish_modular(total, alive)
-        bad = check_sum(total, s.shape.value_bits, len(alive), s.max_weight, self.fixed_weight)
-        if bad is not None:
-            return self._fail(f"rejected aggregate: {bad}", alive, "check")
-        mean, weight, clipped = decode_mean(total, s.clip_range, s.shape.value_bits)
-        if not np.all(np.isfinite(mean)):
-            return self._fail("rejected aggregate: non-finite mean", alive, "check")
-        return AggregateResult(
-            s.split(mean),
-            weight,
-            alive,
-            sorted(set(s.node_ids) - set(alive)),
-            dict(self.rejected),
-            quantization_bound(s.clip_range, s.shape.value_bits),
-            dict(self.timings),
-            clipped=clipped,
-        )
-
-    def _finish_modular(
-        self, total: NDArray[np.unsignedinteger], alive: list[int]
-    ) -> AggregateResult | Skipped:
-        """Modular mode: check the weight words, return the raw sum words (the caller decodes)."""
-        s = self.setup
-        bad = check_modular_sum(total, len(alive), s.max_weight, self.fixed_weight)
-        if bad is not None:
-            return self._fail(f"rejected aggregate: {bad}", alive, "check")
-        gone = sorted(set(s.node_ids) - set(alive))
-        words = modular_values(total, s.shape.modular_bits)
-        result = AggregateResult({}, int(total[-1]), alive, gone, dict(self.rejected), 0.0)
-        result.timings, result.words = dict(self.timings), words
-        return result
+        return checked_result(s, total, alive, self.rejected, self.timings, self.fixed_weight)
 
     def _seed_ok(self, node: int, seed: bytes) -> bool:
         return keys.commit_seed(self.setup.round_id, node, seed) == self.keys[node][2]
