@@ -11,15 +11,9 @@ A round that secure aggregation skips (too few survivors) keeps the model unchan
 entry carries ``skipped`` (the reason, else ``null``) and TensorBoard's ``secagg/skipped_rounds``
 counts the skipped rounds so far (continued across a resume).
 
-Evaluation (``metrics.json`` ``evaluation``, TensorBoard and the printed summary say which):
-
-* ``pooled-benchmark`` (simulations only, :mod:`ssl_fed.fed.simulation`): the linear probe and
-  kNN run at the server on the pooled labelled dataset whose training split *is* the sites' training
-  images. It is a benchmark of the simulation, outside the privacy guarantee (no ε covers the
-  server reading every site's images); its tags live under ``benchmark_pooled_outside_dp/``.
-* ``public``: a deployed server probes only on a labelled test set the operator provides
-  (``eval.public_path``, npz or folder, split by ``data.test_fraction``); tags ``probe_public/``.
-* ``none``: a deployed server without ``eval.public_path`` does not probe at all.
+Evaluation: what the server probes on (pooled benchmark, the operator's public set, or nothing)
+is chosen in :mod:`ssl_fed.fed.server_eval`; ``metrics.json`` ``evaluation``, TensorBoard and
+the printed summary say which.
 
 Site-local losses: the losses never leave a site (:mod:`ssl_fed.site`); in a simulation, whose
 operator owns every site, the tracker reads each site's ``site_metrics.jsonl`` and logs them
@@ -32,7 +26,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +36,13 @@ from omegaconf import OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from ssl_fed.config import ConfigError, RootConfig
-from ssl_fed.data import DataSplits, load_splits
 from ssl_fed.eval import evaluate_encoder
 from ssl_fed.eval.slices import slice_scalars
 from ssl_fed.fed import arrays as fa
 from ssl_fed.fed.aggregators import Aggregator, build_aggregator
 from ssl_fed.fed.progress import RoundProgress, emit, summary_table
 from ssl_fed.fed.rounds import RoundRecord
+from ssl_fed.fed.server_eval import EVALUATIONS, evaluation_kind, load_probe_splits
 from ssl_fed.models import build_model
 from ssl_fed.monitor.report import drift_scalars
 from ssl_fed.privacy.ledger import LEDGER_FILE, PrivacyLedger
@@ -60,35 +54,6 @@ log = logging.getLogger("ssl_fed.server")
 CHECKPOINT = "checkpoints/last.pt"
 SITE_METRICS_FILE = "site_metrics.jsonl"
 """The sites' local record of their losses (written by :func:`ssl_fed.site.rounds.record_round`)."""
-
-EVALUATIONS = {
-    "pooled-benchmark": (
-        "benchmark_pooled_outside_dp",
-        "benchmark evaluation on the pooled labelled data of all simulated sites (their "
-        "training images), outside the privacy guarantee; simulation only",
-    ),
-    "public": ("probe_public", "linear probe and kNN on the operator's public labelled test set"),
-    "none": ("", "no server-side evaluation (deployed server without eval.public_path)"),
-}
-"""Evaluation kind -> (TensorBoard prefix, label for metrics.json and the printed output)."""
-
-
-def evaluation_kind(cfg: RootConfig, pooled: bool) -> str:
-    """Return ``pooled-benchmark`` (simulation), ``public`` (``eval.public_path``) or ``none``."""
-    if pooled:
-        return "pooled-benchmark"
-    return "public" if cfg.eval.public_path else "none"
-
-
-def load_probe_splits(cfg: RootConfig, kind: str) -> DataSplits | None:
-    """Return the labelled data the server probes on (never site data when deployed)."""
-    if kind == "pooled-benchmark":
-        return load_splits(cfg.data)
-    if kind == "public":
-        path = str(cfg.eval.public_path)
-        name = "npz" if path.endswith(".npz") else "folder"
-        return load_splits(replace(cfg.data, name=name, path=path, test_path=None))
-    return None
 
 
 def load_checkpoint(out: str | Path) -> dict[str, Any] | None:
