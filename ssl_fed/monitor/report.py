@@ -20,13 +20,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ssl_fed.data import DataError
-
 DRIFT_LOG = "drift.jsonl"
 
 
 def read_drift_log(out_dir: Path) -> list[dict[str, Any]]:
     """Return the drift log's records; :class:`DataError` naming the file if unreadable."""
+    from ssl_fed.data import DataError  # here, not at the top: `ssl-fed --help` stays light
+
     path = out_dir / DRIFT_LOG
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -165,6 +165,7 @@ def _federated_lines(out_dir: Path, metrics: dict[str, Any]) -> list[str]:
 
 def report_lines(out_dir: Path) -> list[str]:
     """Build the text report and write the PNGs; raise :class:`DataError` if there is nothing."""
+    from ssl_fed.data import DataError
     from ssl_fed.eval.slices import reliability_diagram
 
     lines: list[str] = []
@@ -213,6 +214,8 @@ def report_lines(out_dir: Path) -> list[str]:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     """``ssl-fed monitor OUT_DIR``: print the drift and slice report, write the PNGs."""
+    from ssl_fed.data import DataError
+
     out_dir = Path(args.out_dir)
     if not out_dir.is_dir():
         raise DataError(f"{out_dir}: no such run directory; give the out= of a run")
