@@ -99,8 +99,8 @@ def run_exit_code(returncode: int, outcome: RunOutcome) -> int:
     if outcome.complete is None:
         _error(
             f"{run} ended without its completion line ({COMPLETE_MARK!r}): the ServerApp failed, "
-            "the run was stopped, or the log stream ended early; see the SuperLink log and the "
-            "traceback above"
+            "the run was stopped, or the log stream ended early; see the log above and the "
+            "SuperLink's log"
         )
         return EXIT_INCOMPLETE
     return 0
