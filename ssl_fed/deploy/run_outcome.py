@@ -100,7 +100,7 @@ def run_exit_code(returncode: int, outcome: RunOutcome) -> int:
         _error(
             f"{run} ended without its completion line ({COMPLETE_MARK!r}): the ServerApp failed, "
             "the run was stopped, or the log stream ended early; see the log above and the "
-            "SuperLink's log"
+            "SuperLink log"
         )
         return EXIT_INCOMPLETE
     return 0
