@@ -269,11 +269,7 @@ class SecAggServer:
         return {i: found[i] for i in alive}, {j: found[j] for j in gone}
 
     def finish(self) -> AggregateResult | Skipped:
-        """Rebuild the secrets, strip all masks from the survivors' sum, check it, decode.
-
-        A sum that fails the checks of :func:`ssl_fed.secagg.checked.checked_result` ends the
-        round as ``Skipped(stage="check")``.
-        """
+        """Rebuild the secrets, unmask the survivors' sum, check and decode it (``checked``)."""
         s, alive = self.setup, sorted(self.masked)
         t0 = time.perf_counter()
         secrets = self._secrets(alive)
