@@ -269,7 +269,7 @@ class SecAggServer:
         return {i: found[i] for i in alive}, {j: found[j] for j in gone}
 
     def finish(self) -> AggregateResult | Skipped:
-        """Rebuild the secrets, unmask the survivors' sum, check and decode it (``checked``)."""
+        """Rebuild secrets, unmask the sum; :mod:`~ssl_fed.secagg.checked` checks and decodes it."""
         s, alive = self.setup, sorted(self.masked)
         t0 = time.perf_counter()
         secrets = self._secrets(alive)
