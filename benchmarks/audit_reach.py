@@ -56,6 +56,12 @@ def simulate(sigma: float, q: float, steps: int, m: int, seed: int) -> AuditOutc
     return score_audit(scores, coins, delta=DELTA, beta=BETA)
 
 
+def ideal_q1(eps: float, m: int, seeds: int = 5) -> str:
+    """ε_lower (mean, range) of the strongest Gaussian mechanism at ``eps``: (a) above."""
+    sigma = 1.0 / gaussian_mu(eps, DELTA)
+    return spread([simulate(sigma, 1.0, 1, m, seed).epsilon_lower for seed in range(seeds)])
+
+
 def spread(values: list[float]) -> str:
     """``mean (min-max)``."""
     return f"{sum(values) / len(values):.3f} ({min(values):.2f}-{max(values):.2f})"
