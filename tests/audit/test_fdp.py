@@ -29,8 +29,9 @@ from ssl_fed.audit.guess import count_correct
 )
 def test_matches_the_authors_reference_code_on_its_grid(m, correct, guesses, noise):
     # Prepare: Meta PrivacyGuard's FDPAnalysisNode (the authors' code) scans noise = 1/μ upward in
-    # steps of 0.01 from 0.001 and stops at the first rejected noise; run at β = 0.05 outside this
-    # repository, it stopped at ``noise`` (m=1000, c=500, c_cap=800 is its own test's case)
+    # steps of 0.01 from 0.001 and stops at the first rejected noise; a line-by-line transcription
+    # of its scan (scipy.stats.norm, lists), run at β = 0.05 outside this repository, stopped at
+    # ``noise`` (m=1000, c=500, c_cap=800 is its own test's case)
     # Execute
     mu = mu_lower_bound(m, guesses, correct, beta=0.05)
 
