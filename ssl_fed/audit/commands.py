@@ -40,6 +40,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         f"at {metrics['confidence']:.0%} confidence ({audit['correct']}/{audit['guesses']} "
         f"correct guesses, {audit['canaries']} canaries; ceiling {metrics['epsilon_ceiling']:.3f})"
     )
+    if "epsilon_fdp_gaussian" in metrics:
+        print(
+            f"f-DP estimate: ε_fdp={metrics['epsilon_fdp_gaussian']:.3f} (μ_lower="
+            f"{metrics['mu_fdp_gaussian']:.3f}; ceiling {metrics['epsilon_fdp_ceiling']:.3f}), "
+            "reported only: not a bound on (ε, δ)"
+        )
     print(f"accountant: ε={metrics['epsilon']:.3f} at δ={metrics['delta']} (site ledger)")
     if not metrics.get("can_detect_violation", True):
         print(

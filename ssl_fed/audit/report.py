@@ -1,6 +1,8 @@
 """The ``audit`` job: load the site, run one audited training, write metrics.json and audit.md.
 
-ε, ε_lower and the ceiling also go to TensorBoard under ``<out>/tb``.
+ε, ε_lower and the ceiling also go to TensorBoard under ``<out>/tb``, with the f-DP estimate
+``epsilon_fdp_gaussian`` (:mod:`ssl_fed.audit.fdp`; an estimate beside ε_lower, never the
+violation test) and its ceiling.
 
 Data, model, warm start and ledger come from the same functions ``train-local`` uses
 (:mod:`ssl_fed.train.job`), so the audit exercises the configuration a site would train with.
@@ -34,6 +36,9 @@ def audit_metrics(result: AuditResult, cfg: RootConfig, run_id: str) -> dict[str
         "epsilon": result.epsilon,
         "epsilon_lower": result.outcome.epsilon_lower,
         "epsilon_ceiling": result.outcome.ceiling,
+        "mu_fdp_gaussian": result.outcome.mu_fdp_gaussian,
+        "epsilon_fdp_gaussian": result.outcome.epsilon_fdp_gaussian,
+        "epsilon_fdp_ceiling": result.outcome.epsilon_fdp_ceiling,
         "violation": result.violation,
         "can_detect_violation": result.outcome.ceiling > result.epsilon,
         "delta": cfg.privacy.delta,
@@ -66,6 +71,7 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
             f"{metrics['confidence']:.2f} ({audit['correct']} of {audit['guesses']} guesses "
             f"correct, {audit['canaries']} canaries, {audit['included']} included)",
             f"- ceiling with {audit['canaries']} canaries: {metrics['epsilon_ceiling']:.3f}",
+            *fdp_lines(metrics),
             f"- mechanism: σ = {metrics['noise_multiplier']:.4f}, "
             f"q = {metrics['sample_rate']:.4f}, "
             f"{metrics['steps']} steps, sensitivity {metrics['sensitivity']:g}C",
@@ -100,12 +106,25 @@ def audit_markdown(metrics: dict[str, Any]) -> str:
     )
 
 
+def fdp_lines(metrics: dict[str, Any]) -> list[str]:
+    """Return the f-DP estimate's report line (none for metrics written before it existed)."""
+    if "epsilon_fdp_gaussian" not in metrics:
+        return []
+    return [
+        f"- f-DP estimate (arXiv 2410.22235): not μ-GDP for μ < {metrics['mu_fdp_gaussian']:.3f}"
+        f", i.e. ε_fdp = {metrics['epsilon_fdp_gaussian']:.3f} at δ = {metrics['delta']} "
+        f"(ceiling {metrics['epsilon_fdp_ceiling']:.3f}); an estimate for a Gaussian-shaped "
+        "mechanism, not a bound on (ε, δ), so it never sets the verdict"
+    ]
+
+
 def log_tensorboard(metrics: dict[str, Any], out: Path) -> None:
-    """Write ε, ε_lower and the ceiling as scalars under ``<out>/tb`` (tag ``audit/...``)."""
+    """Write ε, ε_lower, the ceiling and the f-DP estimate under ``<out>/tb`` (``audit/...``)."""
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(out / "tb"))
-    for key in ("epsilon", "epsilon_lower", "epsilon_ceiling"):
+    keys = ("epsilon", "epsilon_lower", "epsilon_ceiling", "epsilon_fdp_gaussian")
+    for key in (k for k in (*keys, "epsilon_fdp_ceiling") if k in metrics):
         writer.add_scalar(f"audit/{metrics['kind']}/{key}", metrics[key], 0)
     writer.close()
 
