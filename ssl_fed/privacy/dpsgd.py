@@ -180,6 +180,8 @@ class DPSGDStep:
         for param in self.optimizer.params:  # scale_grad's "mean" with one iteration
             assert param.grad is not None
             param.grad /= self.optimizer.expected_batch_size
+        if self.optimizer.step_hook is not None:  # as Opacus' pre_step: the audit observes here
+            self.optimizer.step_hook(self.optimizer)
         self.optimizer.original_optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return terms

@@ -37,7 +37,8 @@ def test_each_canary_row_is_one_signed_coordinate_of_norm_scale():
     assert canaries.read(one)[7] == 2.0
 
 
-def test_a_canary_unit_is_clipped_summed_and_noised_like_any_unit():
+@pytest.mark.parametrize("method", ["vmap", "hooks", "ghost"])
+def test_a_canary_unit_is_clipped_summed_and_noised_like_any_unit(method):
     # Prepare: an empty batch of images, σ = 0, C = 0.5, expected batch 4, canaries 3 and 5
     task = tiny_task("rotation")
     shapes = shapes_of(task)
@@ -51,6 +52,7 @@ def test_a_canary_unit_is_clipped_summed_and_noised_like_any_unit():
         max_grad_norm=0.5,
         sensitivity=1.0,
         expected_batch_size=4,
+        method=method,
     )
     seen = {}
     step.optimizer.step_hook = lambda opt: seen.update(

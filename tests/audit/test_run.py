@@ -66,6 +66,21 @@ def test_the_correct_mechanism_passes_the_audit(tmp_path, seeded):
     assert not result.violation
 
 
+def test_the_default_ghost_step_is_audited_like_the_others(tmp_path, seeded):
+    # Prepare: the shipped default grad_method (ghost), which once skipped Opacus' step hook,
+    # so the audit saw no released sum and crashed
+    cfg = config(epsilon=1.0)
+    cfg.privacy.grad_method = "ghost"
+
+    # Execute
+    result = white_box(tmp_path, cfg)
+
+    # Assert: every step observed, and the correct mechanism passes
+    assert result.steps > 0 and result.outcome.canaries == 200
+    assert result.outcome.epsilon_lower <= result.epsilon <= 1.0
+    assert not result.violation
+
+
 def test_noise_switched_off_is_flagged(tmp_path, seeded, monkeypatch):
     # Prepare: the bug: the step adds no noise while the ledger records the calibrated σ
     make_private = DPSGDEngine.make_private
