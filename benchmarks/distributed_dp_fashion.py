@@ -191,26 +191,34 @@ def main() -> None:
         warm = build(fed.cfg, fed.splits, args.init, TRAINABLE)
         rows.append({"row": "warm start", "probe": probe(warm.model.encoder, fed.pool, scored)})
         print(rows[-1], flush=True)
+    result = save(args, fed, rows, started, load0)
     for spec in args.rows:
         rows.append(run_row(spec, fed, scored, args))
         print(rows[-1], flush=True)
-    verdicts = [verdict(rows, *t) for t in TARGETS]
+        result = save(args, fed, rows, started, load0)
+    print("\n".join(result["verdicts"]), flush=True)
+    if args.record and not args.val:
+        update_section(SECTION, render(result))
+
+
+def save(
+    args: Any, fed: FashionFederation, rows: list[dict[str, Any]], started: float, load0: float
+) -> dict[str, Any]:
+    """Write the rows so far (a run cut short keeps them; ``--from-json`` renders them)."""
     result = {
         "args": {k: v for k, v in vars(args).items() if k not in ("record", "from_json")},
         "sizes": [len(s) for s in fed.sites],
         "rows": rows,
-        "verdicts": verdicts,
+        "verdicts": [verdict(rows, *t) for t in TARGETS],
         "seconds": round(time.time() - started, 1),
         "load": [round(load0, 2), round(os.getloadavg()[0], 2)],
         "machine": machine(),
     }
-    print("\n".join(verdicts), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     name = f"r{args.rounds}-q{args.q:g}-lr{args.lr:g}{'-val' if args.val else ''}.json"
     (out / name).write_text(json.dumps(result, indent=2))
-    if args.record and not args.val:
-        update_section(SECTION, render(result))
+    return result
 
 
 def render(r: dict[str, Any]) -> str:
