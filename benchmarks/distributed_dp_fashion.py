@@ -22,6 +22,10 @@ from a random pool are distributed as draws from the whole split). ``--val`` sco
 disjoint stratified slice of the training split instead of the test split: the server learning
 rate is chosen that way, never on the test split.
 
+Rows (``--rows``, in run order after the warm start): ``mode:ε`` with mode ``local`` or
+``distributed``; ``clip-only:inf`` is a non-private control (same rounds, clipping, no noise)
+that tells what the noise costs from what so few one-step rounds can learn at all.
+
 Targets (issue 13): distributed ε = 8 ≥ warm start + 5 at k = 10; distributed ε = 3 ≥ local
 ε = 3 + 3 at k = 10. The verdict lines are computed from the rows of the same run.
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -56,12 +61,15 @@ from ssl_fed.eval.linear_probe import probe_label_efficiency, sample_per_class
 from ssl_fed.eval.report import extract_features
 from ssl_fed.tasks.units import plan_units
 from ssl_fed.train.fedsgd import expected_total_batch, trainable_dim
-from ssl_fed.train.fedsgd_federation import Federation, plan_noise
+from ssl_fed.train.fedsgd_federation import Federation, NoisePlan, plan_noise
 from ssl_fed.train.server_opt import ServerOptimizer
 
 SECTION = "distributed_dp_fashion"
 VAL_PER_CLASS = 200
 TRAINABLE = ["encoder.block3", "rotation", "projection"]
+CONTROL = "clip-only"
+"""Row mode ``clip-only:inf``: the same DP-FedSGD with clipping and no noise (not private), to
+tell the noise's cost apart from what 'rounds' one-step rounds can learn at all."""
 ROWS = ["distributed:8", "local:3", "distributed:3", "local:8"]
 LABELS = [1, 5, 10, -1]
 TARGETS = (("distributed:8", None, 5.0), ("distributed:3", "local:3", 3.0))
@@ -131,17 +139,24 @@ def verdict(rows: list[dict[str, Any]], row: str, ref: str | None, need: float) 
     return f"{row} vs {base} + {need:g} at k=10: {by[row]} vs {by[base]} ({gain:+.1f}): {tail}"
 
 
+def noise_plan(mode: str, eps: float, args: Any, dim: int, units: int) -> NoisePlan:
+    """σ for ``args.rounds`` rounds at rate ``args.q`` from the mode's own accountant."""
+    if mode == CONTROL:
+        return NoisePlan("local", 0.0, math.inf, 2.0, CLIP)
+    return plan_noise(
+        mode, target_epsilon=eps, delta=DELTA, sample_rate=args.q, rounds=args.rounds,
+        sensitivity=2.0, clip=CLIP, dim=dim, bits=BITS, num_sites=SITES, min_noisy_sites=5,
+        max_units=units,
+    )  # fmt: skip
+
+
 def run_row(spec: str, fed: FashionFederation, scored: ImageDataset, args: Any) -> dict[str, Any]:
     """Calibrate σ, measure the released noise, train ``rounds`` rounds and probe one row."""
     mode, eps = spec.split(":")
     task = build(fed.cfg, fed.splits, args.init, TRAINABLE)
     dim = trainable_dim(task)
     sizes = [len(s) for s in fed.sites]
-    plan = plan_noise(
-        mode, target_epsilon=float(eps), delta=DELTA, sample_rate=args.q, rounds=args.rounds,
-        sensitivity=2.0, clip=CLIP, dim=dim, bits=BITS, num_sites=SITES, min_noisy_sites=5,
-        max_units=sum(sizes),
-    )  # fmt: skip
+    plan = noise_plan(mode, float(eps), args, dim, sum(sizes))
     std = measured_std(plan, dim)
     load0, t0 = os.getloadavg()[0], time.time()
     opt = ServerOptimizer(task, "adam", args.lr, expected_total_batch(args.q, sizes))
