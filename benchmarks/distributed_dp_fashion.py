@@ -192,10 +192,11 @@ def main() -> None:
     parser.add_argument("--no-probe", action="store_true", help="timing only")
     parser.add_argument("--out", default="outputs/bench-ddp-fashion")
     parser.add_argument("--record", action="store_true", help="write benchmarks/RESULTS.md")
+    parser.add_argument("--section", default=SECTION, help="RESULTS.md section name")
     parser.add_argument("--from-json", help="only render a saved result into RESULTS.md")
     args = parser.parse_args()
     if args.from_json:
-        update_section(SECTION, render(json.loads(Path(args.from_json).read_text())))
+        update_section(args.section, render(json.loads(Path(args.from_json).read_text())))
         return
     started, load0 = time.time(), os.getloadavg()[0]
     fed = load_federation(args.data, args.pool, VAL_PER_CLASS)
@@ -213,7 +214,7 @@ def main() -> None:
         result = save(args, fed, rows, started, load0)
     print("\n".join(result["verdicts"]), flush=True)
     if args.record and not args.val:
-        update_section(SECTION, render(result))
+        update_section(args.section, render(result))
 
 
 def save(
@@ -242,7 +243,9 @@ def render(r: dict[str, Any]) -> str:
     cmd = (
         f"nice -n 10 python benchmarks/distributed_dp_fashion.py --init {a['init']} "
         f"--rounds {a['rounds']} --q {a['q']:g} --lr {a['lr']:g} --rows {' '.join(a['rows'])} "
-        f"--pool {a['pool']} --record"
+        f"--pool {a['pool']}"
+        + ("" if a.get("section", SECTION) == SECTION else f" --section {a['section']}")
+        + " --record"
     )
     lines = [
         f"## Distributed vs local DP noise on Fashion-MNIST (`{cmd}`)",
