@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.distributed_dp_fashion import SITES, load_federation, verdict
+from benchmarks.distributed_dp import SITES
+from benchmarks.distributed_dp_fashion import load_federation, verdict
 from ssl_fed.data.dataset import ImageDataset
 from ssl_fed.data.idx import FASHION_MNIST_FILES, write_idx
 
