@@ -122,7 +122,7 @@ def main() -> None:
     if args.rounds:
         prof["rounds"] = args.rounds
     prof["lr"] = args.lr
-    cfg = load_config(["privacy.noise=distributed", *EVAL])
+    cfg = load_config(EVAL)  # the modes below are planned in-process (plan_noise), not by config
     splits = load_splits(cfg.data)
     sites = partition_dataset(splits.train, cfg.partition, SITES)
     sizes = [len(s) for s in sites]
