@@ -33,12 +33,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
-import torch
 
-from benchmarks.audit_reach import ideal_q1
+from benchmarks.audit_reach import ideal_q1, simulate
 from benchmarks.record import machine, update_section
-from ssl_fed.audit.canaries import likelihood_ratio_scores
-from ssl_fed.audit.guess import score_audit
 from ssl_fed.audit.report import run_audit
 from ssl_fed.config import load_config
 from ssl_fed.models import build_model
@@ -174,12 +171,7 @@ def ideal_white_box(sigma: float, q: float, steps: int, seed: int) -> float:
     included (0 otherwise), scored and guessed exactly like the real audit: the best this
     method can do at these (σ, q, steps), with no interference from real images.
     """
-    gen = torch.Generator().manual_seed(seed)
-    coins = torch.rand(CANARIES, generator=gen) < 0.5
-    hits = (torch.rand(steps, CANARIES, generator=gen) < q) & coins
-    observed = hits.double() + sigma * torch.randn(steps, CANARIES, generator=gen).double()
-    scores = likelihood_ratio_scores(observed, sample_rate=q, noise_std=sigma)
-    return round(score_audit(scores, coins, delta=1e-5, beta=BETA).epsilon_lower, 3)
+    return round(simulate(sigma, q, steps, CANARIES, seed).epsilon_lower, 3)
 
 
 def audit_sensitivity(task: str) -> float:
